@@ -1,0 +1,80 @@
+"""`fvgpt`: one command per pipeline stage; dvc.yaml calls only these."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="FVG-PT pipeline. Each command is one DVC stage and reads its section of params.yaml.",
+)
+
+PARAMS = typer.Option("params.yaml", "--params", "-p", help="Parameter file to read.")
+DATASET = typer.Argument(..., help="Dataset name (a key of `datasets` in params.yaml), e.g. synthetic, oxford_pets.")
+BACKBONE = typer.Argument(..., help="Backbone name: zsclip, coop or kgcoop.")
+SEED = typer.Argument(..., help="Few-shot seed (one of `seeds`).")
+
+
+def _stage(name: str):
+    try:
+        return importlib.import_module(f"stages.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"stages.{name}":
+            raise
+        typer.echo(f"fvgpt {name}: this stage is not implemented in this version of the pipeline.", err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def prepare(dataset: str = DATASET, params: str = PARAMS) -> None:
+    """Read a dataset (CoOp layout, ImageFolder, or generate `synthetic`) and write its manifest with few-shot columns."""
+    _stage("prepare").run(dataset, params)
+
+
+@app.command()
+def masks(dataset: str = DATASET, params: str = PARAMS) -> None:
+    """Segment the images a run needs into data/masks/<dataset>.h5 with the segmenter in `masks.segmenter`."""
+    _stage("masks").run(dataset, params)
+
+
+@app.command()
+def pretrain(params: str = PARAMS) -> None:
+    """Train the built-in benchmark's tiny CLIP on synthetic image-caption pairs (data/models/)."""
+    _stage("pretrain").run(params)
+
+
+@app.command()
+def backbone(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
+    """Tune a prompt backbone on the base classes of a seed's few-shot split."""
+    _stage("backbone").run(dataset, backbone, seed, params)
+
+
+@app.command()
+def dump(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
+    """Encode every view FVG-PT needs once with the frozen backbone and CLIP; write features to HDF5."""
+    _stage("dump").run(dataset, backbone, seed, params)
+
+
+@app.command()
+def heads(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
+    """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features."""
+    _stage("heads").run(dataset, backbone, seed, params)
+
+
+@app.command()
+def evaluate(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
+    """Base/new/HM accuracy of CLIP, the backbone and backbone + FVG-PT; shift index; gate statistics."""
+    _stage("evaluate").run(dataset, backbone, seed, params)
+
+
+@app.command()
+def report(params: str = PARAMS) -> None:
+    """Aggregate every run into tables (CSV, Markdown) and figures under reports/."""
+    _stage("report").run(params)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,47 @@
+"""prepare: a dataset's manifest and few-shot selection per seed."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from pipeline.atomic import atomic_dir
+from pipeline.datasets import DatasetLayoutError, dataset_root, load_dataset
+from pipeline.datasets.synthetic import SyntheticSpec, generate
+from pipeline.manifest import build_manifest, missing_images, write_prepared
+
+from ._common import load_params, prepared_dir, progress_bar, section
+
+
+def run(dataset: str, params_file: str = "params.yaml") -> Path:
+    params = load_params(params_file)
+    cfg = section(params, "prepare")
+    seeds = [int(s) for s in params.get("seeds", [1])]
+    out = prepared_dir(dataset)
+    with atomic_dir(out) as tmp:
+        if dataset == "synthetic":
+            spec = SyntheticSpec(**cfg.get("synthetic", {}))
+            n = (spec.train_per_class + spec.val_per_class + spec.test_per_class) * spec.n_shapes * spec.n_colours
+            with progress_bar("synthetic images", n) as advance:
+                generate(tmp / "data", spec, progress=lambda k, total: advance(k))
+            root = out / "data"  # where it will live after the rename
+            data = load_dataset(dataset, tmp / "data")
+            data.root = root
+        else:
+            root = dataset_root(dataset, cfg.get("data_root", "data/DATA"), (cfg.get("roots") or {}).get(dataset))
+            data = load_dataset(dataset, root)
+            missing = missing_images(data)
+            if missing:
+                raise DatasetLayoutError(
+                    f"{dataset}: {len(missing)} images listed in the split are missing under {root}, e.g. "
+                    + ", ".join(missing[:5])
+                )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            df, classes = build_manifest(data, int(cfg.get("shots", 16)), seeds)
+        for w in caught:
+            print(f"warning: {w.message}")
+        write_prepared(tmp, df, classes)
+    n_base, n_new = len(classes["base"]), len(classes["new"])
+    print(f"prepared {dataset}: {len(df)} rows, {n_base} base + {n_new} new classes, seeds {seeds} -> {out}")
+    return out

@@ -1,0 +1,48 @@
+"""The prepare stage and the CLI as a user runs them."""
+
+import json
+
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.manifest import read_prepared
+from stages.cli import app
+
+TINY = {
+    "seeds": [1, 2],
+    "prepare": {
+        "shots": 2,
+        "synthetic": {"image_size": 32, "train_per_class": 4, "val_per_class": 2, "test_per_class": 2,
+                      "n_shapes": 2, "n_colours": 3},
+    },
+}
+
+
+def test_help_lists_every_stage():
+    out = CliRunner().invoke(app, ["--help"]).output
+    for name in ("prepare", "masks", "pretrain", "backbone", "dump", "heads", "evaluate", "report"):
+        assert name in out
+
+
+def test_prepare_synthetic_writes_manifest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    result = CliRunner().invoke(app, ["prepare", "synthetic"])
+    assert result.exit_code == 0, result.output
+    prep = read_prepared(tmp_path / "data/prepared/synthetic")
+    assert prep.classes["base"] == [0, 1, 2] and prep.classes["new"] == [3, 4, 5]
+    for seed in (1, 2):
+        train = prep.fewshot_train(seed)
+        assert len(train) == 3 * 2 and set(train.sublabel) == {0, 1, 2}
+    assert (prep.root / prep.manifest.impath[0]).is_file()
+    assert not list((tmp_path / "data/prepared").glob("*.partial"))
+
+
+def test_prepare_missing_dataset_names_folder_and_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seeds": [1], "prepare": {"data_root": "nowhere"}}))
+    result = CliRunner().invoke(app, ["prepare", "dtd"])
+    assert result.exit_code != 0
+    assert "nowhere/dtd" in str(result.exception) and "prepare.roots.dtd" in str(result.exception)
+    assert not (tmp_path / "data/prepared/dtd").exists()
