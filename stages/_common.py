@@ -34,6 +34,10 @@ def masks_path(dataset: str) -> Path:
     return DATA / "masks" / f"{dataset}.h5"
 
 
+def encoded_path(dataset: str) -> Path:
+    return DATA / "encoded" / f"{dataset}.h5"
+
+
 def backbone_dir(dataset: str, backbone: str, seed: int) -> Path:
     return DATA / "backbones" / dataset / backbone / f"seed{seed}"
 
@@ -57,3 +61,16 @@ def progress_bar(description: str, total: int | None) -> Iterator:
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+def clip_from_params(params: dict, device):
+    """The frozen CLIP that `clip.model` / `clip.pretrained` name."""
+    from pipeline.models import load_clip
+
+    cfg = section(params, "clip")
+    return load_clip(cfg["model"], cfg.get("pretrained"), device=device,
+                     allow_download=bool(cfg.get("allow_download", False)), cache_dir=cfg.get("cache_dir"))
+
+
+def backbone_template(prepared, backbone: str) -> str:
+    return prepared.classes["template_kgcoop" if backbone == "kgcoop" else "template"]

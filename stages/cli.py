@@ -41,6 +41,12 @@ def masks(dataset: str = DATASET, params: str = PARAMS) -> None:
 
 
 @app.command()
+def encode(dataset: str = DATASET, params: str = PARAMS) -> None:
+    """Encode every training view and test image once with CLIP's image encoder (shared by zsclip, coop, kgcoop)."""
+    _stage("encode").run(dataset, params)
+
+
+@app.command()
 def pretrain(params: str = PARAMS) -> None:
     """Train the built-in benchmark's tiny CLIP on synthetic image-caption pairs (data/models/)."""
     _stage("pretrain").run(params)

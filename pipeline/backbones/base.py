@@ -1,0 +1,68 @@
+"""What every prompt backbone gives the pipeline."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..models import ClipModel
+
+
+class Backbone(torch.nn.Module):
+    """A (possibly prompt-tuned) CLIP classifier.
+
+    Gives L2-normalised image features, class text features for any list of
+    class names, the logit scale, and the training objective on labelled
+    images. Backbones whose image path is CLIP's own (zero-shot, CoOp,
+    KgCoOp) say so with `shares_clip_image_encoder`: the dump stage then
+    encodes each image view once for all of them. Deep-prompt backbones
+    (PromptSRC, MMRL) set it False and override `encode_image`.
+    """
+
+    name = "base"
+    shares_clip_image_encoder = True
+    needs_training = True
+    # Train-time augmentation: "resize" (resize + centre crop) or "crop_flip" (RandomResizedCrop + flip).
+    train_augment = "resize"
+
+    def __init__(self, clip: ClipModel, template: str) -> None:
+        super().__init__()
+        self.clip = clip
+        self.template = template
+
+    @property
+    def clip_model(self) -> torch.nn.Module:
+        # ClipModel is not a Module, so state_dict() holds only what is learned.
+        return self.clip.model
+
+    @property
+    def logit_scale(self) -> float:
+        return self.clip.logit_scale
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.clip_model.encode_image(images).float(), dim=-1)
+
+    def class_features(self, classnames: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, image_features: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]) -> tuple[torch.Tensor, dict]:
+        text = self.class_features(classnames)
+        logits = self.logit_scale * image_features @ text.t()
+        ce = F.cross_entropy(logits, labels)
+        return ce, {"ce": float(ce.detach())}
+
+    def learnable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.state_dict().items()}
+
+    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state)
+
+
+@torch.no_grad()
+def template_features(clip: ClipModel, template: str, classnames: Sequence[str], device=None) -> torch.Tensor:
+    """Zero-shot class features: the hand-written template filled with each class name."""
+    device = device or next(clip.model.parameters()).device
+    tokens = clip.tokenizer([template.format(c.replace("_", " ")) for c in classnames]).to(device)
+    return F.normalize(clip.model.encode_text(tokens).float(), dim=-1)

@@ -1,0 +1,92 @@
+"""Tuning a prompt backbone on few-shot base classes, and its saved form."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..atomic import atomic_path, write_json
+from ..device import autocast
+from ..models import ClipModel
+from ..schedule import epoch_lr
+from . import create_backbone
+from .base import Backbone
+
+STATE_FILE = "learnable.pt"
+META_FILE = "meta.json"
+LOG_FILE = "train_log.csv"
+
+
+@dataclass
+class TrainRecipe:
+    epochs: int = 10
+    lr: float = 0.0035
+    batch_size: int = 4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 1
+    warmup_lr: float = 1e-5
+    precision: str = "bf16"
+
+
+def train(backbone: Backbone, loader: torch.utils.data.DataLoader, classnames: Sequence[str], recipe: TrainRecipe,
+          device: torch.device, advance: Callable[[int], None] | None = None) -> list[dict]:
+    """SGD on the backbone's learnable parameters; one log row per epoch."""
+    params = [p for p in backbone.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    log = []
+    for epoch in range(recipe.epochs):
+        lr = epoch_lr(epoch, recipe.lr, recipe.epochs, recipe.warmup_epochs, recipe.warmup_lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        totals: dict[str, float] = {}
+        n = 0
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            with autocast(device, recipe.precision):
+                with torch.no_grad():
+                    feats = backbone.encode_image(images)
+                loss, parts = backbone.loss(feats, labels, classnames)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                totals[k] = totals.get(k, 0.0) + v * len(labels)
+            n += len(labels)
+            if advance:
+                advance(len(labels))
+        log.append({"epoch": epoch + 1, "lr": lr, **{k: v / max(n, 1) for k, v in totals.items()}})
+    return log
+
+
+def save(out_dir: Path, backbone: Backbone, config: dict, meta: dict, log: list[dict]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if backbone.needs_training:
+        with atomic_path(out_dir / STATE_FILE) as tmp:
+            torch.save({"backbone": backbone.name, "config": config, "state": backbone.learnable_state()}, tmp)
+    if log:
+        rows = [",".join(log[0])] + [",".join(f"{row.get(k, '')}" for k in log[0]) for row in log]
+        with atomic_path(out_dir / LOG_FILE) as tmp:
+            tmp.write_text("\n".join(rows) + "\n")
+    write_json(out_dir / META_FILE, {"backbone": backbone.name, "config": config, **meta})
+
+
+def load(out_dir: Path, clip: ClipModel, template: str) -> Backbone:
+    """Rebuild a backbone written by `save` on top of a loaded CLIP."""
+    meta_path = Path(out_dir) / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: run the backbone stage first (`dvc repro backbone`)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("clip_model") and meta["clip_model"] != clip.name:
+        raise ValueError(f"{out_dir} was tuned on CLIP {meta['clip_model']}, not {clip.name}; re-run the backbone stage")
+    backbone = create_backbone(meta["backbone"], clip, template, **meta.get("config", {}))
+    state_path = Path(out_dir) / STATE_FILE
+    if backbone.needs_training:
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        backbone.load_learnable_state(saved["state"])
+    device = next(clip.model.parameters()).device
+    return backbone.to(device).eval()

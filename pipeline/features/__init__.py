@@ -1,0 +1,1 @@
+"""Frozen features on disk: per-dataset image encodings and per-backbone dump files."""

@@ -1,0 +1,98 @@
+"""The per-(dataset, backbone, seed) feature file FVG-PT's heads train on.
+
+Layout (DESIGN.md): `train/feat_full|feat_fg [V, N, D]`, `train/area [V, N]`,
+`train/label [N]` (base labels re-indexed 0..B-1); `test/feat [M, D]`,
+`test/label [M]` (dataset labels), `test/subset [M]` (0 base, 1 new),
+`test/feat_fg`, `test/area`, `test/has_fg`; `text/backbone [C, D]` and
+`text/clip [C, D]` in dataset label order. Zero-shot CLIP's image features
+(`train/clip_full`, `test/clip`) are stored only when they differ from the
+backbone's (`shares_clip_image` attr false).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from ..atomic import atomic_path
+from .encoded import FeatureFileError, check_schema
+
+SCHEMA = 1
+REQUIRED = ("train/feat_full", "train/feat_fg", "train/area", "train/label", "test/feat", "test/label", "test/subset",
+            "test/feat_fg", "test/area", "test/has_fg", "text/backbone", "text/clip")
+
+
+def write_dump(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, dtype: str = "float16") -> None:
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for key, value in arrays.items():
+                value = np.asarray(value)
+                if value.dtype.kind == "f" and key.split("/")[1].startswith(("feat", "clip")):
+                    value = value.astype(dtype)
+                chunks = (1,) + value.shape[1:] if value.ndim == 3 else None
+                f.create_dataset(key, data=value, chunks=chunks)
+            for key, value in attrs.items():
+                f.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+            f.attrs["schema"] = SCHEMA
+
+
+class FeatureDump:
+    """Everything the heads and evaluation read, as float32 tensors, validated on open."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FeatureFileError(f"{self.path} not found: run the dump stage (`dvc repro dump`) first")
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as err:
+            raise FeatureFileError(f"{self.path} is not a readable HDF5 file (truncated?): {err}; re-run the dump stage") from err
+        with f:
+            check_schema(f, self.path, SCHEMA)
+            absent = [k for k in REQUIRED if k not in f]
+            if absent:
+                raise FeatureFileError(f"{self.path} lacks {absent}; re-run the dump stage")
+            self.attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in f.attrs.items()}
+            try:
+                arrays = {k: f[k][:] for k in REQUIRED + ("train/clip_full", "test/clip") if k in f}
+            except OSError as err:
+                raise FeatureFileError(f"{self.path} is truncated ({err}); re-run the dump stage") from err
+        t = {k: torch.from_numpy(v.astype(np.float32) if v.dtype.kind == "f" else v.astype(np.int64)).to(device)
+             for k, v in arrays.items()}
+        self.feat_full, self.feat_fg, self.area = t["train/feat_full"], t["train/feat_fg"], t["train/area"]
+        self.train_label = t["train/label"]
+        self.test_feat, self.test_label, self.test_subset = t["test/feat"], t["test/label"], t["test/subset"]
+        self.test_feat_fg, self.test_area, self.test_has_fg = t["test/feat_fg"], t["test/area"], t["test/has_fg"].bool()
+        self.text_backbone, self.text_clip = t["text/backbone"], t["text/clip"]
+        shared = bool(self.attrs.get("shares_clip_image", True))
+        self.train_clip_full = self.feat_full if shared else t["train/clip_full"]
+        self.test_clip = self.test_feat if shared else t["test/clip"]
+        self.classnames: list[str] = self.attrs["classnames"]
+        self.base: list[int] = self.attrs["base"]
+        self.new: list[int] = self.attrs["new"]
+        self.logit_scale = float(self.attrs["logit_scale"])
+        self._validate()
+
+    @property
+    def views(self) -> int:
+        return self.feat_full.shape[0]
+
+    def _validate(self) -> None:
+        v, n, d = self.feat_full.shape
+        c = len(self.classnames)
+        checks = [
+            (self.feat_fg.shape == (v, n, d), f"train/feat_fg {tuple(self.feat_fg.shape)} != {(v, n, d)}"),
+            (self.area.shape == (v, n), f"train/area {tuple(self.area.shape)} != {(v, n)}"),
+            (self.train_label.shape == (n,), f"train/label {tuple(self.train_label.shape)} != {(n,)}"),
+            (self.test_feat.shape[1:] == (d,), f"test/feat width {self.test_feat.shape[1:]} != {d}"),
+            (self.text_backbone.shape == (c, d) and self.text_clip.shape == (c, d), f"text features are not [{c}, {d}]"),
+            (len(self.base) + len(self.new) == c, "base + new class lists do not cover the classes"),
+            (n == 0 or int(self.train_label.max()) < len(self.base), "a training label is outside the base classes"),
+        ]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise FeatureFileError(f"{self.path} is inconsistent: {'; '.join(bad)}; re-run the dump stage")

@@ -1,0 +1,160 @@
+"""Image encodings of one dataset: every training view and test image, encoded once.
+
+Backbones that leave CLIP's image encoder untouched (zero-shot, CoOp,
+KgCoOp) share these tensors; their dump files copy the rows they need.
+Written chunk by chunk into a pre-sized `.partial` HDF5 file whose
+`done_train`/`done_test` attrs mark committed prefixes, so a killed run
+resumes where it stopped; the final name appears only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from ..atomic import partial_path
+from .views_dataset import ImageViews
+
+SCHEMA = 1
+
+
+class FeatureFileError(ValueError):
+    """A feature file is missing, truncated, or from another schema."""
+
+
+@dataclass
+class EncodeStats:
+    images: int = 0
+    views: int = 0
+    seconds: float = 0.0
+
+    @property
+    def views_per_s(self) -> float:
+        return self.views / self.seconds if self.seconds else float("nan")
+
+
+def _create(path: Path, n_train: int, n_test: int, views: int, dim: int, dtype: str, attrs: dict,
+            train_paths: Sequence[str], test_paths: Sequence[str]) -> h5py.File:
+    f = h5py.File(path, "w")
+    f.attrs.update({**attrs, "schema": SCHEMA, "views": views, "dim": dim, "done_train": 0, "done_test": 0})
+    chunk = lambda n: max(1, min(n, 1024))  # noqa: E731
+    tr, te = f.create_group("train"), f.create_group("test")
+    tr.create_dataset("impath", data=np.asarray(train_paths, dtype=object), dtype=h5py.string_dtype())
+    te.create_dataset("impath", data=np.asarray(test_paths, dtype=object), dtype=h5py.string_dtype())
+    for name in ("feat_full", "feat_fg"):
+        tr.create_dataset(name, (views, n_train, dim), dtype, chunks=(1, chunk(n_train), dim))
+    tr.create_dataset("area", (views, n_train), np.float32)
+    for name in ("feat", "feat_fg"):
+        te.create_dataset(name, (n_test, dim), dtype, chunks=(chunk(n_test), dim))
+    te.create_dataset("area", (n_test,), np.float32)
+    te.create_dataset("has_fg", (n_test,), bool)
+    return f
+
+
+def _open_partial(tmp: Path, fingerprint: str) -> h5py.File | None:
+    if not tmp.exists():
+        return None
+    try:
+        f = h5py.File(tmp, "a")
+        if f.attrs.get("fingerprint") == fingerprint and f.attrs.get("schema") == SCHEMA:
+            return f
+        f.close()
+    except OSError:
+        pass
+    tmp.unlink()
+    return None
+
+
+def _encode_split(f: h5py.File, split: str, data: ImageViews, encode: Callable[[torch.Tensor], torch.Tensor],
+                  batch_images: int, workers: int, stats: EncodeStats, advance) -> None:
+    done_key = f"done_{split}"
+    start = int(f.attrs[done_key])
+    if advance and start:
+        advance(start)
+    todo = torch.utils.data.Subset(data, range(start, len(data)))
+    loader = torch.utils.data.DataLoader(todo, batch_size=batch_images, num_workers=workers, shuffle=False,
+                                         persistent_workers=False)
+    pos = start
+    for full, fg, area, has in loader:
+        b, v = full.shape[:2]
+        t0 = time.perf_counter()
+        x = torch.cat([full.flatten(0, 1), fg.flatten(0, 1)])
+        feats = encode(x).float().cpu().numpy()
+        stats.seconds += time.perf_counter() - t0
+        f_full, f_fg = feats[: b * v].reshape(b, v, -1), feats[b * v:].reshape(b, v, -1)
+        if split == "train":
+            f["train/feat_full"][:, pos:pos + b] = f_full.transpose(1, 0, 2)
+            f["train/feat_fg"][:, pos:pos + b] = f_fg.transpose(1, 0, 2)
+            f["train/area"][:, pos:pos + b] = area.numpy().T
+        else:
+            f["test/feat"][pos:pos + b] = f_full[:, 0]
+            f["test/feat_fg"][pos:pos + b] = f_fg[:, 0]
+            f["test/area"][pos:pos + b] = area[:, 0].numpy()
+            f["test/has_fg"][pos:pos + b] = has.numpy()
+        pos += b
+        f.attrs[done_key] = pos  # commit point: everything before `pos` is final
+        f.flush()
+        stats.images += b
+        stats.views += 2 * b * v
+        if advance:
+            advance(b)
+
+
+def encode_views(path: str | Path, train: ImageViews, test: ImageViews, encode: Callable[[torch.Tensor], torch.Tensor],
+                 dim: int, attrs: dict, dtype: str = "float16", batch_images: int = 32, workers: int = 0,
+                 advance=None) -> EncodeStats:
+    """Encode every view of `train` and `test` into `path` (resumable, atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    f = _open_partial(tmp, attrs["fingerprint"])
+    if f is None:
+        f = _create(tmp, len(train), len(test), train.views, dim, dtype, attrs, train.impaths, test.impaths)
+    stats = EncodeStats()
+    try:
+        with torch.inference_mode():
+            _encode_split(f, "train", train, encode, batch_images, workers, stats, advance)
+            _encode_split(f, "test", test, encode, batch_images, workers, stats, advance)
+    finally:
+        f.close()
+    os.replace(tmp, path)
+    return stats
+
+
+class EncodedViews:
+    """Reader of a finished encodings file (in memory: one dataset's features are small)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FeatureFileError(f"{self.path} not found: run the encode stage (`dvc repro encode`) first")
+        with h5py.File(self.path, "r") as f:
+            check_schema(f, self.path, SCHEMA)
+            self.attrs = dict(f.attrs)
+            if f.attrs["done_train"] != len(f["train/impath"]) or f.attrs["done_test"] != len(f["test/impath"]):
+                raise FeatureFileError(f"{self.path} is incomplete; delete it and re-run the encode stage")
+            self.train_paths = list(f["train/impath"].asstr()[:])
+            self.test_paths = list(f["test/impath"].asstr()[:])
+            self.train = {k: f[f"train/{k}"][:] for k in ("feat_full", "feat_fg", "area")}
+            self.test = {k: f[f"test/{k}"][:] for k in ("feat", "feat_fg", "area", "has_fg")}
+
+    def train_rows(self, impaths: Sequence[str]) -> np.ndarray:
+        index = {p: i for i, p in enumerate(self.train_paths)}
+        missing = [p for p in impaths if p not in index]
+        if missing:
+            raise FeatureFileError(f"{self.path} has no views of {len(missing)} training images, e.g. {missing[:3]}; "
+                                   "re-run the encode stage for the current seeds")
+        return np.asarray([index[p] for p in impaths], dtype=np.int64)
+
+
+def check_schema(f: h5py.File, path: Path, schema: int) -> None:
+    found = f.attrs.get("schema")
+    if found != schema:
+        raise FeatureFileError(f"{path}: schema version {found}, this pipeline reads {schema}; re-run the stage that wrote it")

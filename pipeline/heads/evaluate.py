@@ -1,0 +1,83 @@
+"""Base / new / HM of zero-shot CLIP, the backbone and backbone + FVG-PT; shift index; gate statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..features.dump import FeatureDump
+from .model import FVGPTHeads
+from .signals import kl, log_probs
+
+
+def harmonic_mean(base: float, new: float) -> float:
+    return 2 * base * new / (base + new) if base + new > 0 else 0.0
+
+
+def _acc(pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float((pred == target).float().mean() * 100) if len(target) else float("nan")
+
+
+def _local_labels(labels: torch.Tensor, classes: list[int]) -> torch.Tensor:
+    lookup = {c: i for i, c in enumerate(classes)}
+    return torch.tensor([lookup[int(y)] for y in labels], dtype=torch.long, device=labels.device)
+
+
+def _triple(base: float, new: float) -> dict:
+    return {"base": base, "new": new, "hm": harmonic_mean(base, new)}
+
+
+@torch.no_grad()
+def evaluate(model: FVGPTHeads, dump: FeatureDump) -> list[dict]:
+    """One metrics dict per stacked member (clip/backbone entries are the same for all)."""
+    device = next(model.parameters()).device
+    s = dump.logit_scale
+    out = {}
+    for subset, classes in (("base", dump.base), ("new", dump.new)):
+        mask = dump.test_subset == (0 if subset == "base" else 1)
+        cls = torch.tensor(classes)
+        out[subset] = dict(f=dump.test_feat[mask].to(device), f_clip=dump.test_clip[mask].to(device),
+                           f_fg=dump.test_feat_fg[mask].to(device), has_fg=dump.test_has_fg[mask].to(device),
+                           y=_local_labels(dump.test_label[mask], classes).to(device),
+                           g=dump.text_backbone[cls].to(device), g_clip=dump.text_clip[cls].to(device))
+    b, n = out["base"], out["new"]
+    acc = {name: {k: _acc((s * d["f" if name == "backbone" else "f_clip"]
+                           @ d["g" if name == "backbone" else "g_clip"].t()).argmax(-1), d["y"])
+                  for k, d in (("base", b), ("new", n))} for name in ("clip", "backbone")}
+    z_base = model.base_logits(b["f"], b["g"])
+    z_new, b_new = model.new_logits(n["f"], n["f_clip"], n["g"], n["g_clip"])
+    _, b_base = model.new_logits(b["f"], b["f_clip"], b["g"], b["g_clip"])
+    shared = bool(dump.attrs.get("shares_clip_image", True))
+
+    r_train = model.train_gate(dump.feat_full.to(device), dump.feat_fg.to(device), dump.area.to(device),
+                               dump.text_backbone[torch.tensor(dump.base)].to(device))
+    results = []
+    for k, cfg in enumerate(model.configs):
+        tau = cfg.tau_d
+        row = {}
+        for name in ("clip", "backbone"):
+            row.update({f"{name}.{key}": v for key, v in _triple(acc[name]["base"], acc[name]["new"]).items()})
+        fv_base, fv_new = _acc(z_base[k].argmax(-1), b["y"]), _acc(z_new[k].argmax(-1), n["y"])
+        row.update({f"fvgpt.{key}": v for key, v in _triple(fv_base, fv_new).items()})
+        row.update({"gain.hm": row["fvgpt.hm"] - row["backbone.hm"],
+                    "gate.b_base": float(b_base[k].mean()), "gate.b_new": float(b_new[k].mean()),
+                    "gate.r_mean": float(r_train[k].mean()), "gate.r_above_half": float((r_train[k] > 0.5).float().mean()),
+                    "gate.r_hist": np.histogram(r_train[k].cpu().numpy(), bins=10, range=(0, 1))[0].tolist()})
+        # Foreground shift index D_fg = KL(p_full || p_fg), over test images that have a foreground view.
+        for subset, d in (("base", b), ("new", n)):
+            keep = d["has_fg"]
+            if not keep.any():
+                continue
+            f, f_fg = d["f"][keep], d["f_fg"][keep]
+            z_bb, z_bb_fg = s * f @ d["g"].t(), s * f_fg @ d["g"].t()
+            row[f"shift.backbone.{subset}"] = float(kl(log_probs(z_bb, tau), log_probs(z_bb_fg, tau)).mean())
+            if subset == "base":
+                z, z_fg = model.base_logits(f, d["g"])[k], model.base_logits(f_fg, d["g"])[k]
+            elif shared:
+                z = model.new_logits(f, d["f_clip"][keep], d["g"], d["g_clip"])[0][k]
+                z_fg = model.new_logits(f_fg, f_fg, d["g"], d["g_clip"])[0][k]
+            else:
+                continue
+            row[f"shift.fvgpt.{subset}"] = float(kl(log_probs(z, tau), log_probs(z_fg, tau)).mean())
+        results.append(row)
+    return results

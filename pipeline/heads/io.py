@@ -1,0 +1,36 @@
+"""The saved form of trained heads: weights, config and per-epoch log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_path, write_json
+from .config import HeadsConfig
+from .model import FVGPTHeads
+
+WEIGHTS, CONFIG, LOG = "heads.pt", "config.json", "train_log.csv"
+
+
+def save_heads(out_dir: Path, model: FVGPTHeads, log: list[dict], meta: dict) -> None:
+    """A single-member model (K = 1) with its log."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / WEIGHTS) as tmp:
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
+    write_json(out_dir / CONFIG, {"config": model.configs[0].to_dict(), **meta})
+    keys = list(log[0])
+    with atomic_path(out_dir / LOG) as tmp:
+        tmp.write_text("\n".join([",".join(keys)] + [",".join(f"{row[k]:.6g}" if isinstance(row[k], float) else str(row[k])
+                                                               for k in keys) for row in log]) + "\n")
+
+
+def load_heads(out_dir: Path, dim: int, logit_scale: float, device="cpu") -> FVGPTHeads:
+    path = Path(out_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the heads stage (`dvc repro heads`) first")
+    cfg = HeadsConfig.from_dict(json.loads(path.read_text())["config"])
+    model = FVGPTHeads([cfg], dim, logit_scale)
+    model.load_state_dict(torch.load(Path(out_dir) / WEIGHTS, map_location="cpu", weights_only=True))
+    return model.to(device).eval()

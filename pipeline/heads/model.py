@@ -1,0 +1,144 @@
+"""FVG-PT's heads (FRG, FDC, BRG) for K stacked configurations, and their losses.
+
+Everything upstream is frozen, so the heads see only cached features:
+`f` full-view, `f_fg` foreground-view and `f_clip` zero-shot CLIP image
+features, the backbone's class text features `g` and CLIP's `g_clip`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .config import LOSSES, HeadsConfig
+from .signals import brg_inputs, frg_inputs, frg_target, kl, log_probs
+from .stacked import StackedAdapter, StackedMLP
+
+
+def _member_generators(configs: Sequence[HeadsConfig]) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(1000 + c.seed) for c in configs]
+
+
+class FVGPTHeads(torch.nn.Module):
+    def __init__(self, configs: Sequence[HeadsConfig], dim: int, logit_scale: float) -> None:
+        super().__init__()
+        if len({c.structure for c in configs}) != 1:
+            raise ValueError("stacked configs must share their structure (sizes, indicators, data, schedule)")
+        self.configs = list(configs)
+        c0 = configs[0]
+        gens = _member_generators(configs)
+        self.frg_gate = StackedMLP(gens, len(c0.frg_indicators), c0.gate_hidden, 1, c0.gate_depth)
+        self.visual_adapter = StackedAdapter(gens, dim, c0.adapter_hidden, c0.adapter_init)
+        self.text_adapter = StackedAdapter(gens, dim, c0.adapter_hidden, c0.adapter_init) if c0.adapters == "both" else None
+        self.brg_gate = StackedMLP(gens, len(c0.brg_indicators), c0.gate_hidden, 1, c0.gate_depth)
+        self.logit_scale = logit_scale
+        fdc_scale = [logit_scale if c.fdc_logit_scale == "backbone" else float(c.fdc_logit_scale) for c in configs]
+        per_member = {
+            "lambda_frg": [c.lambda_frg for c in configs], "lambda_d": [c.lambda_d for c in configs],
+            "lambda_new": [c.lambda_new for c in configs], "tau": [c.tau_d for c in configs],
+            "delta": [c.delta for c in configs], "area_min": [c.area_min for c in configs],
+            "area_max": [c.area_max for c in configs], "r_constant": [c.r_constant for c in configs],
+            "frg_on": [float(c.frg) for c in configs], "detach_r": [float(c.detach_r) for c in configs],
+            "kl_scale": [c.tau_d ** 2 if c.kl_tau_squared else 1.0 for c in configs], "fdc_scale": fdc_scale,
+        }
+        for name, values in per_member.items():
+            self.register_buffer(name, torch.tensor(values, dtype=torch.float32))
+        self.register_buffer("loss_weights", torch.tensor([[c.weight(x) for x in LOSSES] for c in configs]))
+
+    @property
+    def k(self) -> int:
+        return len(self.configs)
+
+    # --- pieces -------------------------------------------------------------
+    def _col(self, name: str) -> torch.Tensor:
+        return getattr(self, name).view(-1, 1)
+
+    def _tau(self) -> torch.Tensor:
+        return self.tau.view(-1, 1, 1)
+
+    def adapt_text(self, g: torch.Tensor) -> torch.Tensor:
+        g = g.unsqueeze(0).expand(self.k, -1, -1)
+        return self.text_adapter(g) if self.text_adapter is not None else F.normalize(g, dim=-1)
+
+    def fdc_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """z_FDC [K, B, C] from image features f [K, B, D] and class features g [C, D]."""
+        return self.fdc_scale.view(-1, 1, 1) * torch.bmm(self.visual_adapter(f), self.adapt_text(g).transpose(1, 2))
+
+    def frozen_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale * f @ g.t()
+
+    def trust_score(self, logp_full, logp_fg, area) -> torch.Tensor:
+        u = frg_inputs(logp_full, logp_fg, area, self.configs[0].frg_indicators)
+        return torch.sigmoid(self.frg_gate(u)).squeeze(-1)
+
+    def backbone_gate(self, logp_full, logp_clip) -> torch.Tensor:
+        s = brg_inputs(logp_full, logp_clip, self.configs[0].brg_indicators)
+        return torch.sigmoid(self.brg_gate(s)).squeeze(-1)
+
+    def prior_calibrated(self, z_full, z_clip) -> tuple[torch.Tensor, torch.Tensor]:
+        tau = self._tau()
+        b = self.backbone_gate(log_probs(z_full, tau), log_probs(z_clip, tau))
+        return (1 - b).unsqueeze(-1) * z_full + b.unsqueeze(-1) * z_clip, b
+
+    # --- training -----------------------------------------------------------
+    def losses(self, f_full, f_fg, f_clip, area, y, g, g_clip) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-member losses for one batch: inputs [K, B, ...]; g, g_clip [C_base, D]. Returns (sum, parts [K])."""
+        tau = self._tau()
+        z_full, z_fg = self.frozen_logits(f_full, g), self.frozen_logits(f_fg, g)
+        z_clip = self.frozen_logits(f_clip, g_clip)
+        lp_full, lp_fg, lp_clip = log_probs(z_full, tau), log_probs(z_fg, tau), log_probs(z_clip, tau)
+
+        trusted = (area >= self._col("area_min")) & (area <= self._col("area_max"))
+        r = self.trust_score(lp_full, lp_fg, torch.nan_to_num(area))
+        r_star = frg_target(z_full, z_fg, y, self._col("delta"), trusted)
+        on = self._col("frg_on")
+        r_used = on * r + (1 - on) * self._col("r_constant")
+        detach = self._col("detach_r")
+        r_used = (detach * r_used.detach() + (1 - detach) * r_used) * trusted.float()
+
+        z_fdc = self.fdc_logits(f_full, g)
+        lp_fdc = log_probs(z_fdc, tau)
+        dist = (r_used * kl(lp_fg, lp_fdc) + (1 - r_used) * kl(lp_full, lp_fdc)).mean(1) * self.kl_scale
+        ce_fdc = F.cross_entropy(z_fdc.transpose(1, 2), y, reduction="none").mean(1)
+        bce = F.binary_cross_entropy(r.clamp(1e-6, 1 - 1e-6), r_star, reduction="none").mean(1)
+
+        z_pc, b = self.prior_calibrated(z_full, z_clip)
+        pc_ce = F.cross_entropy(z_pc.transpose(1, 2), y, reduction="none").mean(1)
+        pc_kl = kl(lp_clip, log_probs(z_pc, tau)).mean(1) * self.kl_scale
+
+        terms = torch.stack([ce_fdc, bce, dist, pc_ce, pc_kl], 1) * self.loss_weights
+        total = (terms[:, 0] + self.lambda_frg * terms[:, 1] + self.lambda_d * terms[:, 2]
+                 + self.lambda_new * (terms[:, 3] + terms[:, 4]))
+        parts = {"loss": total, **{name: terms[:, i] for i, name in enumerate(LOSSES)},
+                 "r": r.mean(1), "b": b.mean(1), "r_star": r_star.mean(1)}
+        return total.sum(), {k: v.detach() for k, v in parts.items()}
+
+    # --- inference ----------------------------------------------------------
+    @torch.no_grad()
+    def base_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """[K, M, C]: z_FDC where FDC is on, the frozen backbone's logits where it is off."""
+        fk = f.unsqueeze(0).expand(self.k, -1, -1)
+        z_fdc = self.fdc_logits(fk, g)
+        fdc_on = torch.tensor([c.fdc for c in self.configs], device=f.device).view(-1, 1, 1)
+        return torch.where(fdc_on, z_fdc, self.frozen_logits(fk, g))
+
+    @torch.no_grad()
+    def new_logits(self, f: torch.Tensor, f_clip: torch.Tensor, g: torch.Tensor, g_clip: torch.Tensor):
+        """[K, M, C] new-branch logits and b [K, M]: z_PC with PC on; without PC the base branch on new classes."""
+        z_full = self.frozen_logits(f, g).unsqueeze(0).expand(self.k, -1, -1)
+        z_clip = self.frozen_logits(f_clip, g_clip).unsqueeze(0).expand(self.k, -1, -1)
+        z_pc, b = self.prior_calibrated(z_full, z_clip)
+        pc_on = torch.tensor([c.pc for c in self.configs], device=f.device).view(-1, 1, 1)
+        return torch.where(pc_on, z_pc, self.base_logits(f, g)), b
+
+    @torch.no_grad()
+    def train_gate(self, f_full, f_fg, area, g) -> torch.Tensor:
+        """r [K, V*N] over cached training views (statistics of the trust score)."""
+        tau = self._tau()
+        d = f_full.shape[-1]
+        z_full = self.frozen_logits(f_full.reshape(-1, d), g).unsqueeze(0).expand(self.k, -1, -1)
+        z_fg = self.frozen_logits(f_fg.reshape(-1, d), g).unsqueeze(0).expand(self.k, -1, -1)
+        area = torch.nan_to_num(area).reshape(1, -1).expand(self.k, -1)
+        return self.trust_score(log_probs(z_full, tau), log_probs(z_fg, tau), area)

@@ -1,0 +1,50 @@
+"""Reading images and the CLIP-style transforms the backbones train and test with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision import transforms as T
+
+BICUBIC = T.InterpolationMode.BICUBIC
+
+
+class ImageReadError(OSError):
+    pass
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
+        raise ImageReadError(f"cannot read image {path}: {err}") from err
+
+
+def test_transform(size: int, mean, std) -> T.Compose:
+    """Resize the shorter side to `size` (bicubic), centre crop, normalise."""
+    return T.Compose([T.Resize(size, interpolation=BICUBIC), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
+
+
+def train_transform(kind: str, size: int, mean, std) -> T.Compose:
+    """`resize` (CoOp's configs) or `crop_flip` (RandomResizedCrop 0.08-1 + flip)."""
+    if kind == "resize":
+        return test_transform(size, mean, std)
+    if kind == "crop_flip":
+        return T.Compose([T.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=BICUBIC), T.RandomHorizontalFlip(),
+                          T.ToTensor(), T.Normalize(mean, std)])
+    raise ValueError(f"unknown train augmentation {kind!r}; use resize or crop_flip")
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    def __init__(self, root: str | Path, paths: Sequence[str], labels: Sequence[int], transform) -> None:
+        self.root, self.paths, self.labels, self.transform = Path(root), list(paths), list(labels), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return self.transform(load_rgb(self.root / self.paths[i])), self.labels[i]

@@ -1,0 +1,34 @@
+"""The segmenter interface: an RGB image in, a boolean foreground mask out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MaskRequest:
+    """One image to segment: its dataset root, path relative to it, and class name."""
+
+    root: str
+    impath: str
+    classname: str
+    dataset: str = ""
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root) / self.impath
+
+
+class MissingMaskError(FileNotFoundError):
+    """A precomputed mask file is not where the layout says it is."""
+
+
+class Segmenter:
+    name = "base"
+
+    def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:
+        """`image` is uint8 [H, W, 3]; returns bool [H, W]."""
+        raise NotImplementedError

@@ -1,0 +1,87 @@
+"""Segment a list of images into a mask store, in parallel, resumably."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..images import load_rgb
+from . import create_segmenter
+from .base import MaskRequest, MissingMaskError
+from .store import FULL, MISSING, MaskStoreWriter, flag_of, resize_shorter
+
+_WORKER = {}
+
+
+@dataclass
+class SegmentResult:
+    n_new: int = 0
+    n_reused: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+def _init_worker(name: str, cfg: dict, size: int) -> None:
+    _WORKER["segmenter"] = create_segmenter(name, **cfg)
+    _WORKER["size"] = size
+
+
+def _segment_one(request: MaskRequest):
+    """(impath, stored mask or None if missing, area, flag)."""
+    image = np.asarray(load_rgb(request.path))
+    try:
+        mask = _WORKER["segmenter"].segment(image, request)
+    except MissingMaskError as err:
+        return request.impath, None, 1.0, MISSING, str(err)
+    mask = np.asarray(mask, bool)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"segmenter {_WORKER['segmenter'].name} returned a {mask.shape} mask for {request.path} ({image.shape[:2]})")
+    return request.impath, resize_shorter(mask, _WORKER["size"]), float(mask.mean()), flag_of(mask), ""
+
+
+def segment_all(requests: Iterable[MaskRequest], writer: MaskStoreWriter, name: str, cfg: dict, missing_policy: str = "fail",
+                workers: int = 1, batch: int = 64, advance: Callable[[int], None] | None = None) -> SegmentResult:
+    """Fill `writer` with a mask per request not already in it.
+
+    missing_policy: `fail` collects every missing mask file (the caller raises,
+    naming them) or `full` stores a full-image mask flagged as missing.
+    """
+    if missing_policy not in ("fail", "full"):
+        raise ValueError(f"masks.missing must be 'fail' or 'full', got {missing_policy!r}")
+    todo = [r for r in requests if r.impath not in writer.done]
+    by_path = {r.impath: r for r in todo}
+    result = SegmentResult(n_reused=len(writer.done))
+    if advance and result.n_reused:
+        advance(result.n_reused)
+    rows = []
+
+    def consume(out) -> None:
+        impath, mask, area, flag, why = out
+        if mask is None:
+            result.missing.append(why)
+            if missing_policy == "fail":
+                return
+            w, h = load_rgb(by_path[impath].path).size
+            mask = resize_shorter(np.ones((h, w), bool), writer.size)
+            area, flag = 1.0, MISSING
+        rows.append((impath, mask, area, flag))
+        result.n_new += 1
+        if len(rows) >= batch:
+            writer.add_batch(rows)
+            rows.clear()
+        if advance:
+            advance(1)
+
+    if workers <= 1:
+        _init_worker(name, cfg, writer.size)
+        for r in todo:
+            consume(_segment_one(r))
+    else:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(name, cfg, writer.size)) as pool:
+            for out in pool.imap(_segment_one, todo, chunksize=8):
+                consume(out)
+    writer.add_batch(rows)
+    return result

@@ -1,0 +1,16 @@
+"""CLIP models through open_clip: `load_clip(model, pretrained)` is the entry point.
+
+The architectures this pipeline defines itself (the tiny models of the
+built-in benchmark and the tests) are JSON configs in `configs/`,
+registered with open_clip the way it registers its own.
+"""
+
+from pathlib import Path
+
+import open_clip
+
+open_clip.add_model_config(Path(__file__).parent / "configs")
+
+from .loading import ClipModel, ModelNotFoundError, load_clip, save_checkpoint  # noqa: E402
+
+__all__ = ["ClipModel", "ModelNotFoundError", "load_clip", "save_checkpoint"]

@@ -1,0 +1,78 @@
+"""dump: one feature file per (dataset, backbone, seed) with everything the FVG-PT heads need."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.backbones import template_features, tuning
+from pipeline.device import pick_device
+from pipeline.features.dump import write_dump
+from pipeline.features.encoded import EncodedViews, encode_views
+from pipeline.features.encoder import image_encoder
+from pipeline.fingerprint import fingerprint
+from pipeline.manifest import read_prepared
+from pipeline.masks.store import MaskStore
+
+from ._common import (backbone_dir, backbone_template, clip_from_params, encoded_path, features_path, load_params,
+                      masks_path, prepared_dir, progress_bar, section)
+from .encode import view_sets
+
+
+def _own_encodings(dataset, prepared, params, backbone, clip, device) -> EncodedViews:
+    """Encode the views with the backbone's own image path (deep-prompt backbones)."""
+    cfg = section(params, "encode")
+    train, test = view_sets(prepared, MaskStore(masks_path(dataset)), [int(s) for s in params["seeds"]], cfg,
+                            clip.image_size, clip.mean, clip.std)
+    encode = image_encoder(backbone.encode_image, device, cfg.get("precision", "bf16"), bool(cfg.get("channels_last", True)),
+                           int(cfg.get("batch_size", 256)))
+    path = Path(tempfile.mkdtemp()) / "own.h5"
+    with progress_bar(f"encode ({backbone.name})", len(train) + len(test)) as advance:
+        encode_views(path, train, test, encode, clip.embed_dim, {"fingerprint": "own"}, "float32",
+                     int(cfg.get("batch_images", 32)), int(cfg.get("workers", 0)), advance)
+    return EncodedViews(path)
+
+
+def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
+    params = load_params(params_file)
+    cfg = section(params, "dump")
+    device = pick_device(section(params, "encode").get("device", "auto"))
+    prepared = read_prepared(prepared_dir(dataset))
+    clip = clip_from_params(params, device)
+    model = tuning.load(backbone_dir(dataset, backbone, seed), clip, backbone_template(prepared, backbone))
+    shared = model.shares_clip_image_encoder
+    clip_views = EncodedViews(encoded_path(dataset))
+    views = clip_views if shared else _own_encodings(dataset, prepared, params, model, clip, device)
+
+    train = prepared.fewshot_train(seed, "base")
+    rows = views.train_rows(list(train.impath))
+    test = prepared.test()
+    test_index = {p: i for i, p in enumerate(views.test_paths)}
+    test_rows = np.asarray([test_index[p] for p in test.impath], dtype=np.int64)
+    classnames = prepared.classnames
+    with torch.no_grad():
+        text_backbone = model.class_features(classnames).float().cpu().numpy()
+        text_clip = template_features(clip, prepared.classes["template"], classnames).cpu().numpy()
+    arrays = {
+        "train/feat_full": views.train["feat_full"][:, rows], "train/feat_fg": views.train["feat_fg"][:, rows],
+        "train/area": views.train["area"][:, rows], "train/label": train.sublabel.to_numpy(np.int64),
+        "test/feat": views.test["feat"][test_rows], "test/feat_fg": views.test["feat_fg"][test_rows],
+        "test/area": views.test["area"][test_rows], "test/has_fg": views.test["has_fg"][test_rows],
+        "test/label": test.label.to_numpy(np.int64), "test/subset": (test.subset == "new").to_numpy(np.int64),
+        "text/backbone": text_backbone, "text/clip": text_clip,
+    }
+    if not shared:
+        arrays["train/clip_full"] = clip_views.train["feat_full"][:, clip_views.train_rows(list(train.impath))]
+        arrays["test/clip"] = clip_views.test["feat"][[{p: i for i, p in enumerate(clip_views.test_paths)}[p] for p in test.impath]]
+    attrs = {"dataset": dataset, "backbone": backbone, "seed": seed, "classnames": classnames,
+             "base": prepared.classes["base"], "new": prepared.classes["new"], "logit_scale": model.logit_scale,
+             "clip_model": clip.name, "shares_clip_image": shared, "encoded_fingerprint": clip_views.attrs["fingerprint"],
+             "params_fingerprint": fingerprint({"clip": params.get("clip"), "dump": cfg})}
+    out = features_path(dataset, backbone, seed)
+    write_dump(out, arrays, attrs, cfg.get("dtype", "float16"))
+    v, n, d = arrays["train/feat_full"].shape
+    print(f"dumped {dataset}/{backbone}/seed{seed}: {n} training images x {v} views, {len(test)} test images, "
+          f"{len(classnames)} classes, D={d} -> {out}" + ("" if shared else " (own image encodings)"))

@@ -1,0 +1,20 @@
+"""evaluate: base / new / HM for CLIP, the backbone and backbone + FVG-PT, as DVC metrics."""
+
+from __future__ import annotations
+
+from pipeline.atomic import write_json
+from pipeline.features.dump import FeatureDump
+from pipeline.heads.evaluate import evaluate
+from pipeline.heads.io import load_heads
+
+from ._common import features_path, heads_dir, metrics_path
+
+
+def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
+    dump = FeatureDump(features_path(dataset, backbone, seed))
+    model = load_heads(heads_dir(dataset, backbone, seed), dump.feat_full.shape[-1], dump.logit_scale)
+    metrics = evaluate(model, dump)[0]
+    write_json(metrics_path(dataset, backbone, seed), metrics)
+    print(f"{dataset}/{backbone}/seed{seed}:")
+    for name in ("clip", "backbone", "fvgpt"):
+        print(f"  {name:9s} base {metrics[f'{name}.base']:6.2f}  new {metrics[f'{name}.new']:6.2f}  hm {metrics[f'{name}.hm']:6.2f}")

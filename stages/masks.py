@@ -1,0 +1,74 @@
+"""masks: one HDF5 of foreground masks per dataset, from the segmenter `masks.segmenter` names."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.atomic import atomic_path, write_json
+from pipeline.fingerprint import fingerprint
+from pipeline.manifest import read_prepared
+from pipeline.masks import MaskRequest
+from pipeline.masks.quality import area_histogram, iou_against_groundtruth, summary
+from pipeline.masks.segment_all import segment_all
+from pipeline.masks.store import MaskStore, MaskStoreWriter
+
+from ._common import DATA, load_params, masks_path, prepared_dir, progress_bar, section
+
+
+def mask_requests(prepared, dataset: str, seeds: list[int], include_test: bool) -> list[MaskRequest]:
+    """Every few-shot base training image of any seed, plus the test images if asked; each once."""
+    m = prepared.manifest
+    keep = (m.split == "train") & (m.subset == "base") & m[[f"fewshot_{s}" for s in seeds]].any(axis=1)
+    if include_test:
+        keep |= m.split == "test"
+    rows = m[keep].drop_duplicates("impath")
+    root = str(prepared.root)
+    return [MaskRequest(root, p, c, dataset) for p, c in zip(rows.impath, rows.classname)]
+
+
+def report_dir(dataset: str):
+    return DATA / "masks" / f"{dataset}.report"
+
+
+def run(dataset: str, params_file: str = "params.yaml") -> None:
+    params = load_params(params_file)
+    cfg = section(params, "masks")
+    seeds = [int(s) for s in params.get("seeds", [1])]
+    name = cfg.get("segmenter", "grabcut")
+    seg_cfg = dict(cfg.get(name) or {})
+    prepared = read_prepared(prepared_dir(dataset))
+    if name == "precomputed":
+        seg_cfg.setdefault("image_dir", prepared.classes.get("image_dir", ""))
+    requests = mask_requests(prepared, dataset, seeds, bool(cfg.get("include_test", True)))
+    size = int(cfg.get("store_size", 224))
+    attrs = {"segmenter": name, "dataset": dataset,
+             "fingerprint": fingerprint({"segmenter": name, "cfg": seg_cfg, "size": size, "missing": cfg.get("missing")})}
+    workers = int(cfg.get("workers", 0)) or (os.cpu_count() or 1)
+    writer = MaskStoreWriter(masks_path(dataset), size, attrs)
+    try:
+        with progress_bar(f"masks ({name})", len(requests)) as advance:
+            result = segment_all(requests, writer, name, seg_cfg, cfg.get("missing", "fail"), workers, advance=advance)
+    except BaseException:
+        writer.close()  # the committed rows stay in the .partial file for the next run
+        raise
+    if result.missing and cfg.get("missing", "fail") == "fail":
+        writer.close()
+        raise FileNotFoundError(
+            f"{dataset}: {len(result.missing)} of {len(requests)} mask files are missing, e.g. {result.missing[:5]}. "
+            "Provide them, or set masks.missing: full to use a full-image mask for these (counted in the report)."
+        )
+    path = writer.finish()
+    store = MaskStore(path)
+    out = report_dir(dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    stats = summary(store)
+    stats.update(reused=result.n_reused, segmented=result.n_new)
+    if dataset == "synthetic":
+        compare = {k: dict(cfg.get(k) or {}) for k in cfg.get("compare", ["center", "grabcut"])}
+        stats["iou"] = iou_against_groundtruth(requests[: int(cfg.get("compare_images", 200))], compare, store)
+    with atomic_path(out / "area_hist.png") as tmp:
+        area_histogram(store, tmp, f"{dataset}: {name} masks, {len(store)} images")
+    write_json(out / "quality.json", stats)
+    print(f"masks for {dataset}: {stats['images']} images ({result.n_new} segmented, {result.n_reused} reused), "
+          f"empty {stats['empty']}, full {stats['full']}, missing {stats['missing']}"
+          + (f", IoU vs ground truth {stats['iou']}" if "iou" in stats else ""))

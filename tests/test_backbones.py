@@ -1,0 +1,80 @@
+"""Prompt backbones on a tiny random CLIP."""
+
+import logging
+
+import pytest
+import torch
+
+from pipeline.backbones import BACKBONES, create_backbone, template_features, tuning
+from pipeline.models import load_clip
+from pipeline.schedule import epoch_lr
+
+logging.getLogger().setLevel(logging.ERROR)
+NAMES = ["red circle", "blue big square", "green_star"]
+
+
+@pytest.fixture(scope="module")
+def clip():
+    torch.manual_seed(0)
+    return load_clip("fvgpt-test-rn")
+
+
+@pytest.mark.parametrize("position,template", [("end", "a photo of a {}."), ("front", "{} a photo of a."),
+                                               ("middle", "a photo {} of a.")])
+def test_coop_context_from_words_reproduces_the_sentence(clip, position, template):
+    coop = create_backbone("coop", clip, "unused", ctx_init="a photo of a", class_token_position=position)
+    assert torch.allclose(coop.class_features(NAMES), template_features(clip, template, NAMES), atol=1e-5)
+
+
+def test_coop_random_init_and_state_is_only_the_context(clip):
+    torch.manual_seed(3)
+    coop = create_backbone("coop", clip, "x", n_ctx=6, init_std=0.02)
+    assert list(coop.state_dict()) == ["ctx"] and coop.ctx.shape == (6, 32)
+    assert 0.01 < coop.ctx.std().item() < 0.03
+    feats = coop.class_features(NAMES + ["unseen thing"])  # any class list, new ones included
+    assert feats.shape == (4, 32) and torch.allclose(feats.norm(dim=-1), torch.ones(4))
+
+
+def test_class_specific_context_refuses_unseen_classes(clip):
+    coop = create_backbone("coop", clip, "x", csc=True, classnames=NAMES)
+    assert coop.ctx.shape[0] == 3 and coop.class_features(NAMES[::-1]).shape == (3, 32)
+    with pytest.raises(ValueError, match="unseen"):
+        coop.class_features(["zebra"])
+
+
+def test_kgcoop_penalty_is_zero_at_template_and_grows(clip):
+    kg = create_backbone("kgcoop", clip, "a photo of a {}.", weight=2.0)
+    img = torch.nn.functional.normalize(torch.randn(4, 32), dim=-1)
+    y = torch.tensor([0, 1, 2, 0])
+    _, parts = kg.loss(img, y, NAMES)
+    assert parts["kg"] < 1e-5  # context initialised from the template's words
+    with torch.no_grad():
+        kg.ctx.add_(torch.randn_like(kg.ctx))
+    loss, parts = kg.loss(img, y, NAMES)
+    assert parts["kg"] > 1e-3 and loss.item() == pytest.approx(parts["ce"] + 2.0 * parts["kg"], rel=1e-5)
+
+
+def test_zero_shot_has_nothing_to_learn(clip):
+    zs = create_backbone("zsclip", clip, "a photo of a {}.")
+    assert not zs.needs_training and list(zs.state_dict()) == []
+    assert set(BACKBONES) >= {"zsclip", "coop", "kgcoop"}
+
+
+def test_training_reduces_loss_and_save_load_roundtrip(clip, tmp_path):
+    torch.manual_seed(0)
+    coop = create_backbone("coop", clip, "x")
+    images = torch.randn(12, 3, 32, 32)
+    labels = torch.arange(12) % 3
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=4)
+    log = tuning.train(coop, loader, NAMES, tuning.TrainRecipe(epochs=6, lr=0.5, warmup_epochs=0), torch.device("cpu"))
+    assert log[-1]["loss"] < log[0]["loss"]
+    tuning.save(tmp_path, coop, {"n_ctx": 4}, {"clip_model": clip.name}, log)
+    again = tuning.load(tmp_path, clip, "x")
+    assert torch.equal(again.ctx, coop.ctx)
+    assert (tmp_path / "train_log.csv").read_text().startswith("epoch,lr,loss,ce")
+
+
+def test_dassl_schedule():
+    lrs = [epoch_lr(e, 0.0035, 10, 1, 1e-5) for e in range(11)]
+    assert lrs[0] == 1e-5 and lrs[1] == pytest.approx(0.0035)
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:]))

@@ -1,0 +1,137 @@
+"""FVG-PT heads on small made-up feature dumps."""
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.features.dump import FeatureDump, write_dump
+from pipeline.heads.config import HeadsConfig
+from pipeline.heads.evaluate import evaluate, harmonic_mean
+from pipeline.heads.model import FVGPTHeads
+from pipeline.heads.signals import frg_target, kl, log_probs
+from pipeline.heads.train import shot_subset, train_heads
+
+
+def make_dump(path, d=16, n_cls=6, shots=4, views=3, m_test=24, seed=0):
+    """Class prototypes + noise; foreground views closer to the prototype than full views."""
+    rng = np.random.default_rng(seed)
+    proto = rng.normal(size=(n_cls, d))
+    norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    base, new = list(range(n_cls // 2)), list(range(n_cls // 2, n_cls))
+    label = np.repeat(np.arange(len(base)), shots)
+    full = norm(proto[label][None] + rng.normal(scale=1.5, size=(views, len(label), d)))
+    fg = norm(proto[label][None] + rng.normal(scale=0.7, size=(views, len(label), d)))
+    test_label = rng.integers(0, n_cls, m_test)
+    test = norm(proto[test_label] + rng.normal(scale=1.5, size=(m_test, d)))
+    arrays = {"train/feat_full": full, "train/feat_fg": fg, "train/area": rng.uniform(0.01, 0.9, (views, len(label))),
+              "train/label": label, "test/feat": test, "test/feat_fg": norm(proto[test_label] + rng.normal(size=(m_test, d))),
+              "test/area": rng.uniform(0.1, 0.9, m_test), "test/has_fg": np.ones(m_test, bool), "test/label": test_label,
+              "test/subset": (test_label >= len(base)).astype(np.int64), "text/backbone": norm(proto + rng.normal(scale=0.3, size=proto.shape)),
+              "text/clip": norm(proto + rng.normal(scale=0.5, size=proto.shape))}
+    write_dump(path, arrays, {"classnames": [f"c{i}" for i in range(n_cls)], "base": base, "new": new, "logit_scale": 20.0,
+                              "shares_clip_image": True}, dtype="float32")
+    return FeatureDump(path)
+
+
+@pytest.fixture
+def dump(tmp_path):
+    return make_dump(tmp_path / "f.h5")
+
+
+def test_parameter_count_matches_the_paper():
+    model = FVGPTHeads([HeadsConfig()], 512, 100.0)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == 2 * (512 * 64 + 64 + 64 * 512 + 512) + 2 * (3 * 32 + 32 + 32 + 1)
+    assert round(n / 1e6, 2) == 0.13
+
+
+def test_adapters_start_at_the_backbone(dump):
+    model = FVGPTHeads([HeadsConfig()], 16, dump.logit_scale)
+    f, g = dump.test_feat, dump.text_backbone
+    z_fdc = model.base_logits(f, g)[0]
+    assert torch.allclose(z_fdc, dump.logit_scale * f @ g.t(), atol=0.05)
+
+
+def test_frg_target_rule():
+    z_full = torch.tensor([[[2.0, 0.0]], [[2.0, 0.0]]])  # [K=2, B=1, C=2]
+    z_fg = torch.tensor([[[4.0, 0.0]], [[4.0, 0.0]]])
+    y = torch.zeros(2, 1, dtype=torch.long)
+    trusted = torch.tensor([[True], [False]])
+    assert frg_target(z_full, z_fg, y, torch.tensor([[0.0], [0.0]]), trusted).tolist() == [[1.0], [0.0]]
+    assert frg_target(z_full, z_fg, y, torch.tensor([[1.0], [1.0]]), torch.ones(2, 1, dtype=torch.bool)).tolist() == [[0.0], [0.0]]
+
+
+def test_kl_matches_torch():
+    p, q = torch.randn(5, 7), torch.randn(5, 7)
+    ours = kl(log_probs(p, 2.0), log_probs(q, 2.0))
+    ref = F.kl_div(log_probs(q, 2.0), log_probs(p, 2.0), log_target=True, reduction="none").sum(-1)
+    assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def test_stacked_members_equal_single_runs(dump):
+    a = HeadsConfig(epochs=3, lambda_d=10.0, seed=1)
+    b = HeadsConfig(epochs=3, lambda_d=1.0, frg=False, pc=False, seed=2)
+    stacked, logs = train_heads(dump, [a, b])
+    for k, cfg in enumerate((a, b)):
+        single, single_logs = train_heads(dump, [cfg])
+        for (name, p), q in zip(stacked.named_parameters(), single.parameters()):
+            assert torch.allclose(p[k:k + 1], q, atol=1e-5), name
+        assert logs[k][-1]["loss"] == pytest.approx(single_logs[0][-1]["loss"], rel=1e-4)
+
+
+def test_training_improves_base_accuracy_and_losses_fall(dump):
+    model, logs = train_heads(dump, [HeadsConfig(epochs=10, lr=0.05, seed=3)])
+    log = logs[0]
+    assert log[0]["lr"] == 1e-5 and log[-1]["fdc_ce"] < log[1]["fdc_ce"]
+    assert 0 <= log[-1]["r"] <= 1 and 0 <= log[-1]["b"] <= 1
+    m = evaluate(model, dump)[0]
+    assert m["fvgpt.hm"] == pytest.approx(harmonic_mean(m["fvgpt.base"], m["fvgpt.new"]))
+    for key in ("clip.base", "clip.new", "clip.hm", "backbone.base", "backbone.new", "backbone.hm", "fvgpt.base",
+                "fvgpt.new", "fvgpt.hm", "shift.backbone.base", "shift.fvgpt.base", "gate.b_new", "gate.r_mean"):
+        assert key in m
+
+
+def test_module_switches_route_the_branches(dump):
+    cfgs = [HeadsConfig(epochs=2, lr=0.5, seed=1), HeadsConfig(epochs=2, lr=0.5, fdc=False, frg=False, seed=1),
+            HeadsConfig(epochs=2, lr=0.5, pc=False, seed=1)]
+    model, _ = train_heads(dump, cfgs)
+    m = evaluate(model, dump)
+    # without FDC the base branch is the frozen backbone
+    assert m[1]["fvgpt.base"] == pytest.approx(m[1]["backbone.base"])
+    # PC's new branch does not depend on FDC/FRG; without PC the new branch is FDC's
+    assert m[0]["fvgpt.new"] == pytest.approx(m[1]["fvgpt.new"])
+    f, g = dump.test_feat, dump.text_backbone[dump.new]
+    z_new, _ = model.new_logits(f, dump.test_clip, g, dump.text_clip[dump.new])
+    assert torch.allclose(z_new[2], model.base_logits(f, g)[2])
+
+
+def test_a_dropped_loss_leaves_its_gate_untouched(dump):
+    cfg = HeadsConfig(epochs=2, lr=0.5, weight_decay=0.0, losses=("fdc_ce", "fdc_dist", "pc_ce", "pc_kl"))
+    before = FVGPTHeads([cfg], 16, dump.logit_scale).frg_gate.weights[0].detach().clone()
+    model, logs = train_heads(dump, [cfg])
+    assert torch.equal(model.frg_gate.weights[0].detach(), before)  # r is detached in L_dist, BCE off
+    assert logs[0][-1]["frg_bce"] == 0.0
+
+
+def test_heads_never_call_clip(dump, monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("a CLIP encoder was called")
+
+    monkeypatch.setattr(open_clip.CLIP, "encode_image", boom)
+    monkeypatch.setattr(open_clip.CLIP, "encode_text", boom)
+    train_heads(dump, [HeadsConfig(epochs=1)])
+
+
+def test_shot_fraction_keeps_per_class_share():
+    labels = torch.arange(4).repeat_interleave(8)
+    keep = shot_subset(labels, 0.25, torch.Generator().manual_seed(0))
+    assert torch.bincount(labels[keep]).tolist() == [2, 2, 2, 2]
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(KeyError, match="lambda_q"):
+        HeadsConfig.from_dict({"lambda_q": 1})
+    with pytest.raises(ValueError, match="pc_kll"):
+        HeadsConfig(losses=("pc_kll",))

@@ -1,0 +1,72 @@
+"""Loading CLIP weights offline, in every form `clip.pretrained` accepts."""
+
+import logging
+import time
+
+import open_clip
+import pytest
+import torch
+
+from pipeline.models import ModelNotFoundError, load_clip, save_checkpoint
+
+logging.getLogger().setLevel(logging.ERROR)
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_own_checkpoint_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    clip = load_clip("fvgpt-test-rn")
+    save_checkpoint(clip.model, tmp_path / "m.pt", "fvgpt-test-rn", {"note": "x"})
+    again = load_clip("fvgpt-test-rn", str(tmp_path / "m.pt"))
+    assert _same_weights(clip.model, again.model)
+    assert again.image_size == 32 and again.embed_dim == 32
+    assert not any(p.requires_grad for p in again.model.parameters())
+
+
+def test_plain_state_dict_and_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    clip = load_clip("fvgpt-test-vit")
+    torch.save(clip.model.state_dict(), tmp_path / "sd.bin")
+    save_file({k: v.contiguous() for k, v in clip.model.state_dict().items()}, tmp_path / "w.safetensors")
+    assert _same_weights(clip.model, load_clip("fvgpt-test-vit", str(tmp_path / "sd.bin")).model)
+    assert _same_weights(clip.model, load_clip("fvgpt-test-vit", str(tmp_path / "w.safetensors")).model)
+
+
+def test_openai_torchscript_archive(tmp_path):
+    # OpenAI's release format: a traced CLIP whose head width is 64, rebuilt with QuickGELU.
+    torch.manual_seed(2)
+    model = open_clip.CLIP(embed_dim=32, vision_cfg={"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+                           text_cfg={"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
+                           quick_gelu=True).eval()
+    tokens = open_clip.tokenize(["a cat"], context_length=16)
+    mask = model._buffers.pop("attn_mask")  # OpenAI's archives hold the causal mask as a constant, not a buffer
+    model.attn_mask = mask
+    traced = torch.jit.trace(model, (torch.randn(1, 3, 32, 32), tokens), check_trace=False)
+    torch.jit.save(traced, tmp_path / "ViT-tiny.pt")
+    clip = load_clip("ViT-B-16", str(tmp_path / "ViT-tiny.pt"))  # the archive decides the shapes
+    x = torch.randn(2, 3, 32, 32)
+    # open_clip rebuilds OpenAI models through fp16 weights, hence the tolerance.
+    assert torch.allclose(clip.model.encode_image(x), model.encode_image(x), atol=3e-3)
+    assert type(clip.model.visual.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"
+
+
+def test_missing_file_and_uncached_tag_fail_fast():
+    t0 = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        load_clip("fvgpt-test-rn", "weights/nowhere.pt")
+    with pytest.raises(ModelNotFoundError, match="allow_download"):
+        load_clip("ViT-B-16", "openai", cache_dir="/nonexistent-cache")
+    with pytest.raises(ModelNotFoundError, match="laion2b_s34b_b88k"):
+        load_clip("ViT-B-16", "no-such-tag")
+    assert time.perf_counter() - t0 < 10
+
+
+def test_unknown_architecture_names_examples():
+    with pytest.raises(ValueError, match="fvgpt-tiny-rn"):
+        load_clip("ViT-Q-99")
