@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .datasets.synthetic import COLOURS, SHAPES, background_styles, render
+from .datasets.synthetic import COLOURS, SHAPES, TINTS, background_styles, render
 
 CAPTIONS = (
     "a photo of a {obj}.",
@@ -40,6 +40,14 @@ class PretrainSpec:
     held_out: list[list[str]] = field(default_factory=lambda: [["red", "star"], ["green", "ring"], ["blue", "cross"],
                                                                ["yellow", "hexagon"], ["purple", "diamond"]])
     eval_per_class: int = 20
+    # Share of pretraining images on a flat background. Web-scale CLIP has seen isolated objects; without
+    # these, a tiny CLIP has never seen a flat background and every foreground view is out of distribution.
+    plain_background: float = 0.25
+
+
+def pretrain_styles() -> list[tuple[str, str]]:
+    """The benchmark's textured backgrounds, then one flat background per tint."""
+    return background_styles() + [("plain", tint) for tint in TINTS]
 
 
 def _pairs(held_out: list[list[str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -48,12 +56,15 @@ def _pairs(held_out: list[list[str]]) -> tuple[list[tuple[str, str]], list[tuple
     return [p for p in every if p not in held], [p for p in every if p in held]
 
 
-def render_pool(pairs, n: int, size: int, rng: np.random.Generator, progress=None):
-    """`n` images of random pairs on random backgrounds: uint8 [n, 3, s, s], pair index, style index."""
-    styles = background_styles()
+def render_pool(pairs, n: int, size: int, rng: np.random.Generator, plain: float = 0.0, progress=None):
+    """`n` images of random pairs on random backgrounds (flat with probability `plain`): uint8 [n, 3, s, s], pair, style."""
+    styles = pretrain_styles()
+    n_textured = len(background_styles())
     images = np.empty((n, 3, size, size), np.uint8)
     pair_idx = rng.integers(len(pairs), size=n)
-    style_idx = rng.integers(len(styles), size=n)
+    style_idx = rng.integers(n_textured, size=n)
+    flat = rng.random(n) < plain
+    style_idx[flat] = n_textured + rng.integers(len(TINTS), size=int(flat.sum()))
     for i in range(n):
         colour, shape = pairs[pair_idx[i]]
         tex, tint = styles[style_idx[i]]
@@ -69,7 +80,8 @@ def captions_for(pairs, styles, pair_idx, style_idx, rng: np.random.Generator) -
     for p, s in zip(pair_idx, style_idx):
         colour, shape = pairs[p]
         tex, tint = styles[s]
-        out.append(CAPTIONS[rng.integers(len(CAPTIONS))].format(obj=f"{colour} {shape}", bg=f"{tint} {tex}"))
+        bg = f"plain {tint}" if tex == "plain" else f"{tint} {tex}"
+        out.append(CAPTIONS[rng.integers(len(CAPTIONS))].format(obj=f"{colour} {shape}", bg=bg))
     return out
 
 
@@ -104,8 +116,8 @@ def train_clip(model, tokenizer, mean, std, spec: PretrainSpec, device="cpu", pr
     rng = np.random.default_rng(spec.seed)
     gen = torch.Generator().manual_seed(spec.seed)
     pairs, _ = _pairs(spec.held_out)
-    styles = background_styles()
-    images, pair_idx, style_idx = render_pool(pairs, spec.pool_size, spec.image_size, rng)
+    styles = pretrain_styles()
+    images, pair_idx, style_idx = render_pool(pairs, spec.pool_size, spec.image_size, rng, spec.plain_background)
     images = torch.from_numpy(images)
     model.train().requires_grad_(True)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)

@@ -77,6 +77,21 @@ def evaluate(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED,
 
 
 @app.command()
+def sweep(
+    dataset: str = DATASET,
+    backbone: str = BACKBONE,
+    ablation: str = typer.Option(None, help="A named ablation: table3, table12, table6, table4, table5, table13, lambda_d, shots."),
+    grid: str = typer.Option(None, help="A grid over heads params instead, e.g. 'lambda_d=1,5,10 tau_d=1,2'."),
+    seeds: str = typer.Option(None, help="Comma-separated seeds (default: `seeds` in params.yaml)."),
+    sequential: bool = typer.Option(False, help="Train configurations one by one instead of stacked (for comparison)."),
+    params: str = PARAMS,
+) -> None:
+    """Train many head configurations on the cached features in one process; write reports/sweeps/*.md|csv."""
+    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    _stage("sweep").run(dataset, backbone, ablation, grid, seed_list, sequential, params)
+
+
+@app.command()
 def report(params: str = PARAMS) -> None:
     """Aggregate every run into tables (CSV, Markdown) and figures under reports/."""
     _stage("report").run(params)

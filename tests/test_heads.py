@@ -135,3 +135,17 @@ def test_unknown_setting_is_named():
         HeadsConfig.from_dict({"lambda_q": 1})
     with pytest.raises(ValueError, match="pc_kll"):
         HeadsConfig(losses=("pc_kll",))
+
+
+def test_sweep_stacked_equals_sequential(dump):
+    from pipeline.heads.config import TABLE3
+    from pipeline.heads.sweep import grid_rows, run_sweep, summarise
+
+    stacked = run_sweep({1: dump, 2: dump}, HeadsConfig(epochs=2), TABLE3, stacked=True)
+    one_by_one = run_sweep({1: dump, 2: dump}, HeadsConfig(epochs=2), TABLE3, stacked=False)
+    assert stacked.groups == 2 and one_by_one.groups == 10
+    a, b = summarise(stacked.table, list(TABLE3)), summarise(one_by_one.table, list(TABLE3))
+    assert list(a.index) == list(TABLE3) and (a - b).abs().max().max() < 0.01
+    assert a.loc["(2) PC", "fvgpt.base"] == a.loc["(2) PC", "backbone.base"]
+    assert list(grid_rows("lambda_d=1,10 frg=true,false")) == ["lambda_d=1 frg=True", "lambda_d=1 frg=False",
+                                                               "lambda_d=10 frg=True", "lambda_d=10 frg=False"]

@@ -109,6 +109,8 @@ def _photo_texture(name: str) -> np.ndarray:
 def texture(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """A [0, 1] greyscale pattern, randomised in phase, scale and crop."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    if name == "plain":
+        return np.full((size, size), 0.5, np.float32)
     if name == "striped":
         a = rng.uniform(0, math.pi)
         period = rng.uniform(5, 9)

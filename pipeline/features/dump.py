@@ -22,6 +22,7 @@ from ..atomic import atomic_path
 from .encoded import FeatureFileError, check_schema
 
 SCHEMA = 1
+IMAGE_FEATURES = ("train/feat", "test/feat", "train/clip", "test/clip")
 REQUIRED = ("train/feat_full", "train/feat_fg", "train/area", "train/label", "test/feat", "test/label", "test/subset",
             "test/feat_fg", "test/area", "test/has_fg", "text/backbone", "text/clip")
 
@@ -31,7 +32,7 @@ def write_dump(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, dty
         with h5py.File(tmp, "w") as f:
             for key, value in arrays.items():
                 value = np.asarray(value)
-                if value.dtype.kind == "f" and key.split("/")[1].startswith(("feat", "clip")):
+                if value.dtype.kind == "f" and key.startswith(IMAGE_FEATURES):  # text features stay float32 (small)
                     value = value.astype(dtype)
                 chunks = (1,) + value.shape[1:] if value.ndim == 3 else None
                 f.create_dataset(key, data=value, chunks=chunks)
@@ -63,6 +64,9 @@ class FeatureDump:
                 raise FeatureFileError(f"{self.path} is truncated ({err}); re-run the dump stage") from err
         t = {k: torch.from_numpy(v.astype(np.float32) if v.dtype.kind == "f" else v.astype(np.int64)).to(device)
              for k, v in arrays.items()}
+        for k in t:
+            if k.startswith(IMAGE_FEATURES) or k.startswith("text/"):
+                t[k] = torch.nn.functional.normalize(t[k], dim=-1)  # undo float16 rounding of the unit norm
         self.feat_full, self.feat_fg, self.area = t["train/feat_full"], t["train/feat_fg"], t["train/area"]
         self.train_label = t["train/label"]
         self.test_feat, self.test_label, self.test_subset = t["test/feat"], t["test/label"], t["test/subset"]

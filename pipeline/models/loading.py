@@ -107,7 +107,9 @@ def _build(name: str, pretrained: str, allow_download: bool, cache_dir: str | No
     if name not in open_clip.list_models():
         raise ValueError(f"clip.model={name!r} is not an open_clip architecture; e.g. ViT-B-16, fvgpt-tiny-rn")
     if pretrained.lower() in ("", "none", "random"):
-        return open_clip.create_model(name, pretrained=None)
+        with torch.random.fork_rng():  # random weights, but the same ones in every stage
+            torch.manual_seed(0)
+            return open_clip.create_model(name, pretrained=None)
     path = Path(pretrained).expanduser()
     if path.is_file():
         if _is_torchscript(path):

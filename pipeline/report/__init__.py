@@ -1,0 +1,1 @@
+"""Aggregated tables and figures over every (dataset, backbone, seed) run."""

@@ -1,0 +1,163 @@
+"""encode + dump on the tiny model and tiny synthetic data."""
+
+import logging
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from pipeline.features.dump import FeatureDump
+from pipeline.features.encoded import EncodedViews, FeatureFileError, encode_views
+from pipeline.images import load_rgb
+from pipeline.masks.store import MaskStore
+from pipeline.manifest import read_prepared
+from pipeline.models import load_clip
+from pipeline.views import train_view, view_rng
+from stages import backbone, dump, encode, masks, prepare
+from tests.tiny_project import write_params
+
+logging.getLogger().setLevel(logging.ERROR)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("proj")
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        write_params(root)
+        prepare.run("synthetic")
+        masks.run("synthetic")
+        for name in ("zsclip", "coop"):
+            backbone.run("synthetic", name, 1)
+        yield root
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture
+def in_project(project, monkeypatch):
+    monkeypatch.chdir(project)
+    return project
+
+
+def count_encodes(monkeypatch):
+    import open_clip
+
+    calls = []
+    real = open_clip.CLIP.encode_image
+
+    def counted(self, x, *a, **k):
+        calls.append(len(x))
+        return real(self, x, *a, **k)
+
+    monkeypatch.setattr(open_clip.CLIP, "encode_image", counted)
+    return calls
+
+
+def test_shared_encoder_encodes_each_view_once(in_project, monkeypatch):
+    calls = count_encodes(monkeypatch)
+    encode.run("synthetic")
+    n_encode = sum(calls)
+    enc = EncodedViews("data/encoded/synthetic.h5")
+    assert n_encode == 2 * (2 * len(enc.train_paths) + len(enc.test_paths))  # full + fg, V=2 train views
+    calls.clear()
+    dump.run("synthetic", "zsclip", 1)
+    dump.run("synthetic", "coop", 1)
+    assert sum(calls) == 0  # the second backbone re-encodes nothing
+    a, b = FeatureDump("data/features/synthetic/zsclip/seed1.h5"), FeatureDump("data/features/synthetic/coop/seed1.h5")
+    assert torch.equal(a.feat_full, b.feat_full) and not torch.equal(a.text_backbone, b.text_backbone)
+    assert torch.equal(a.text_backbone, a.text_clip)  # zero-shot: the backbone is CLIP with the template
+
+
+def test_shapes_dtypes_and_labels(in_project):
+    d = FeatureDump("data/features/synthetic/coop/seed1.h5")
+    prep = read_prepared("data/prepared/synthetic")
+    n_train = len(prep.fewshot_train(1))
+    assert d.feat_full.shape == (2, n_train, 32) and d.area.shape == (2, n_train)
+    assert d.test_feat.shape == (len(prep.test()), 32) and d.text_backbone.shape == (6, 32)
+    assert d.base == [0, 1, 2] and d.new == [3, 4, 5] and set(d.train_label.tolist()) == {0, 1, 2}
+    assert torch.allclose(d.feat_full.norm(dim=-1), torch.ones(1), atol=1e-4)
+    with h5py.File("data/features/synthetic/coop/seed1.h5") as f:
+        assert f["train/feat_full"].dtype == np.float16 and f["train/label"].dtype == np.int64
+    assert bool(d.test_has_fg.all()) and float(d.area.min()) >= 0.0
+
+
+def test_foreground_view_is_the_masked_image(in_project):
+    enc = EncodedViews("data/encoded/synthetic.h5")
+    prep = read_prepared("data/prepared/synthetic")
+    store = MaskStore("data/masks/synthetic.h5")
+    clip = load_clip("fvgpt-test-rn", "")
+    path = enc.train_paths[0]
+    image = load_rgb(prep.root / path)
+    x, fg, area = train_view(image, store.mask(path), view_rng(0, 1, path), 32, clip.mean, clip.std, "mean")
+    # direct computation: resize the stored mask, crop it with the same geometry, zero the background
+    from torchvision.transforms import functional as TF
+    from PIL import Image
+
+    rng = view_rng(0, 1, path)
+    from pipeline.views import sample_crop
+
+    top, left, h, w = sample_crop(rng, image.size[1], image.size[0])
+    flip = rng.random() < 0.5
+    m = Image.fromarray(store.mask(path).astype(np.uint8) * 255).resize(image.size, Image.NEAREST)
+    m = TF.resized_crop(m, top, left, h, w, [32, 32], TF.InterpolationMode.NEAREST)
+    m = torch.from_numpy(np.asarray(TF.hflip(m) if flip else m) > 127)
+    assert torch.equal(fg, x * m)
+    assert area == pytest.approx(float(m.float().mean()))
+    with torch.no_grad():
+        feats = torch.nn.functional.normalize(clip.model.encode_image(torch.stack([x, fg])), dim=-1)
+    row = enc.train_paths.index(path)
+    assert np.allclose(enc.train["feat_full"][1, row], feats[0].numpy(), atol=2e-3)
+    assert np.allclose(enc.train["feat_fg"][1, row], feats[1].numpy(), atol=2e-3)
+
+
+def _views(in_project):
+    prep = read_prepared("data/prepared/synthetic")
+    clip = load_clip("fvgpt-test-rn", "")
+    train, test = encode.view_sets(prep, MaskStore("data/masks/synthetic.h5"), [1], {"views": 2}, 32, clip.mean, clip.std)
+    return clip, train, test
+
+
+def test_resume_after_interruption_and_bitwise_repeatable(in_project, tmp_path):
+    clip, train, test = _views(in_project)
+    enc_fn = lambda x: torch.nn.functional.normalize(clip.model.encode_image(x), dim=-1)  # noqa: E731
+    batches = []
+
+    def dies(x):
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        batches.append(len(x))
+        return enc_fn(x)
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_views(tmp_path / "a.h5", train, test, dies, 32, {"fingerprint": "f"}, "float32", batch_images=2)
+    assert not (tmp_path / "a.h5").exists() and (tmp_path / "a.h5.partial").exists()
+    done = []
+    stats = encode_views(tmp_path / "a.h5", train, test, lambda x: (done.append(len(x)), enc_fn(x))[1], 32,
+                         {"fingerprint": "f"}, "float32", batch_images=2)
+    assert stats.images == len(train) + len(test) - 4  # the two committed batches of 2 images were kept
+    encode_views(tmp_path / "b.h5", train, test, enc_fn, 32, {"fingerprint": "f"}, "float32", batch_images=2)
+    a, b = EncodedViews(tmp_path / "a.h5"), EncodedViews(tmp_path / "b.h5")
+    for key in a.train:
+        assert np.array_equal(a.train[key], b.train[key]), key
+    for key in a.test:
+        assert np.array_equal(a.test[key], b.test[key]), key
+
+
+def test_reader_rejects_truncated_and_wrong_schema(in_project, tmp_path):
+    src = in_project / "data/features/synthetic/coop/seed1.h5"
+    blob = src.read_bytes()
+    (tmp_path / "cut.h5").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(FeatureFileError, match="cut.h5"):
+        FeatureDump(tmp_path / "cut.h5")
+    (tmp_path / "old.h5").write_bytes(blob)
+    with h5py.File(tmp_path / "old.h5", "a") as f:
+        f.attrs["schema"] = 99
+    with pytest.raises(FeatureFileError, match="schema version 99"):
+        FeatureDump(tmp_path / "old.h5")
+    with pytest.raises(FeatureFileError, match="dvc repro dump"):
+        FeatureDump(tmp_path / "absent.h5")

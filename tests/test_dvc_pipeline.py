@@ -1,0 +1,94 @@
+"""The DVC pipeline end to end on tiny settings: caching, targeted re-runs, experiments."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.tiny_project import ROOT, write_params
+
+pytestmark = pytest.mark.slow
+
+
+def sh(cwd, *args):
+    out = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    assert out.returncode == 0, f"{' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def set_param(repo: Path, section: str, key: str, value) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    if key:
+        params[section][key] = value
+    else:
+        params[section] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    if shutil.which("fvgpt") is None:
+        pytest.skip("the fvgpt command is not installed (pip install -e .)")
+    repo = tmp_path_factory.mktemp("pipeline")
+    for name in ("pipeline", "stages"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    write_params(repo)
+    (repo / ".gitignore").write_text("/data/\n/reports/\n")
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "config", "user.email", "t@example.com")
+    sh(repo, "git", "config", "user.name", "t")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "dvc", "config", "core.analytics", "false")
+    first = sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "tiny pipeline")
+    return repo, first
+
+
+def test_first_run_builds_everything_and_second_run_nothing(repo):
+    path, first = repo
+    assert {"prepare@synthetic", "masks@synthetic", "encode@synthetic", "heads@synthetic-coop-1", "report"} <= ran(first)
+    metrics = json.loads((path / "data/metrics/synthetic/coop/seed1.json").read_text())
+    assert {"clip.hm", "backbone.hm", "fvgpt.hm"} <= set(metrics)
+    assert (path / "reports/results/base_to_new.md").read_text().count("| synthetic |") == 2
+    assert ran(sh(path, "dvc", "repro")) == set()
+
+
+def test_heads_param_reruns_only_heads_evaluate_report(repo):
+    path, _ = repo
+    set_param(path, "heads", "lambda_d", 1.0)
+    out = sh(path, "dvc", "repro")
+    assert ran(out) == {"heads@synthetic-zsclip-1", "heads@synthetic-coop-1", "evaluate@synthetic-zsclip-1",
+                        "evaluate@synthetic-coop-1", "report"}
+    sh(path, "git", "commit", "-qam", "lambda_d 1")
+
+
+def test_new_backbone_reuses_masks_and_encodings(repo):
+    path, _ = repo
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["backbones"] = ["zsclip", "coop", "kgcoop"]
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh(path, "dvc", "repro")
+    stages = ran(out)
+    assert {"backbone@synthetic-kgcoop-1", "dump@synthetic-kgcoop-1", "heads@synthetic-kgcoop-1"} <= stages
+    assert not any(s.startswith(("masks", "encode", "prepare", "pretrain")) for s in stages)
+    assert not any("coop-1" in s and "kgcoop" not in s for s in stages if not s.startswith("report"))
+    sh(path, "git", "add", "-A")
+    sh(path, "git", "commit", "-qm", "kgcoop")
+
+
+def test_experiment_with_a_heads_switch(repo):
+    path, _ = repo
+    out = sh(path, "dvc", "exp", "run", "-S", "heads.frg=false", "-n", "no-frg")
+    assert "heads@synthetic-coop-1" in ran(out) and not any(s.startswith("encode") for s in ran(out))
+    shown = sh(path, "dvc", "exp", "show", "--no-pager", "--csv")
+    assert "no-frg" in shown and "fvgpt.hm" in shown
