@@ -29,7 +29,7 @@ def _examples(dataset: str, seed: int, n: int):
     out = []
     for path, name in zip(rows.impath, rows.classname):
         img = np.asarray(load_rgb(prepared.root / path))
-        m = np.asarray(Image.fromarray(store.mask(path)).resize(img.shape[1::-1], Image.NEAREST))
+        m = np.array(Image.fromarray(store.mask(path)).resize(img.shape[1::-1], Image.NEAREST))
         x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)
         fg = foreground(x, torch.from_numpy(m), "black", (0, 0, 0), (1, 1, 1)).permute(1, 2, 0).numpy()
         out.append((img, m, fg, name))
