@@ -67,9 +67,8 @@ def workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="fvgpt-bench-"))
 
 
-def peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float | str:
+    """Peak GPU memory since the last reset; on CPU the process peak is monotonic, so not comparable per loop."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return "n/a (CPU)"

@@ -72,6 +72,27 @@ def online_epochs(clip, encode, data: ImageViews, labels, g, g_clip, cfg: HeadsC
     return t.seconds
 
 
+def gpu_peak(clip, device, x: torch.Tensor, raw_s: float, dump_s: float) -> None:
+    """Achieved encoder FLOP/s against a measured bf16 matmul peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        clip.model.encode_image(x[:1])
+    flops_per_view = counter.get_total_flops()
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ a
+    with Timer(device) as t:
+        for _ in range(20):
+            a @ a
+    peak = 20 * 2 * 8192 ** 3 / t.seconds
+    n = len(x)
+    table("GPU: encoder throughput against the matmul peak (bf16)", ["path", "views / s", "TFLOP/s", "share of peak"],
+          [["matmul 8192^3", "", peak / 1e12, 1.0],
+           ["raw encode_image", n / raw_s, flops_per_view * n / raw_s / 1e12, flops_per_view * n / raw_s / peak],
+           ["dump end to end", n / dump_s, flops_per_view * n / dump_s / 1e12, flops_per_view * n / dump_s / peak]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2-core CPU sizes")
@@ -169,6 +190,9 @@ def main() -> None:
     table("Dump vs raw encode_image on decoded tensors", ["path", "views / s", "ratio to raw"],
           [["raw open_clip encode_image", 2 * k / raw_t.seconds, 1.0],
            ["dump (decode + augment + mask + encode + write)", 2 * k / total, raw_t.seconds / total]])
+
+    if device.type == "cuda":
+        gpu_peak(clip, device, raw_x, raw_t.seconds, total)
 
     # -- scaling -----------------------------------------------------------------
     rows_out = []

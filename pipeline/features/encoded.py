@@ -49,10 +49,10 @@ def _create(path: Path, n_train: int, n_test: int, views: int, dim: int, dtype: 
     tr.create_dataset("impath", data=np.asarray(train_paths, dtype=object), dtype=h5py.string_dtype())
     te.create_dataset("impath", data=np.asarray(test_paths, dtype=object), dtype=h5py.string_dtype())
     for name in ("feat_full", "feat_fg"):
-        tr.create_dataset(name, (views, n_train, dim), dtype, chunks=(1, chunk(n_train), dim))
+        tr.create_dataset(name, (views, n_train, dim), dtype, chunks=(1, chunk(n_train), dim) if n_train else None)
     tr.create_dataset("area", (views, n_train), np.float32)
     for name in ("feat", "feat_fg"):
-        te.create_dataset(name, (n_test, dim), dtype, chunks=(chunk(n_test), dim))
+        te.create_dataset(name, (n_test, dim), dtype, chunks=(chunk(n_test), dim) if n_test else None)
     te.create_dataset("area", (n_test,), np.float32)
     te.create_dataset("has_fg", (n_test,), bool)
     return f

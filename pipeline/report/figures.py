@@ -26,6 +26,8 @@ def accuracy_bars(table: pd.DataFrame, path: Path) -> None:
     n = len(table)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), squeeze=False)
     colours = {"clip": "#9e9e9e", "backbone": "#4c72b0", "fvgpt": "#dd8452"}
+    values = table[[f"{s}.{k}" for s in colours for k in ("base", "new", "hm")]].to_numpy()
+    low = max(0.0, float(values.min()) - 10)  # zoom in: the differences are a few points
     for ax, (_, row) in zip(axes[0], table.iterrows()):
         x = np.arange(3)
         for i, sys in enumerate(("clip", "backbone", "fvgpt")):
@@ -33,7 +35,7 @@ def accuracy_bars(table: pd.DataFrame, path: Path) -> None:
             ax.bar(x + (i - 1) * 0.27, vals, 0.27, label={"fvgpt": "+FVG-PT"}.get(sys, sys), color=colours[sys])
         ax.set_xticks(x, ["base", "new", "HM"])
         ax.set_title(f"{row['dataset']} / {row['backbone']}", fontsize=9)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(low, 100)
     axes[0][0].set_ylabel("accuracy (%)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     _save(fig, path)
