@@ -66,6 +66,9 @@ def run(params_file: str = "params.yaml") -> None:
     figures.gate_scores(runs, hists, out / "gates.png")
     figures.training_curves(logs, out / "heads_training.png")
     figures.example_views(_examples(datasets[0], seeds[0], int(cfg.get("examples", 6))), out / "examples.png")
+    ablations = sorted(Path("reports/sweeps").glob("*.md"))
+    if ablations:
+        write_text(out / "ablations.md", "".join(f"## {p.stem}\n\n{p.read_text()}\n" for p in ablations))
     print(markdown(full))
     print(f"report written to {out}/")
 

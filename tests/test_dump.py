@@ -161,3 +161,12 @@ def test_reader_rejects_truncated_and_wrong_schema(in_project, tmp_path):
         FeatureDump(tmp_path / "old.h5")
     with pytest.raises(FeatureFileError, match="dvc repro dump"):
         FeatureDump(tmp_path / "absent.h5")
+
+
+def test_backbone_stage_is_deterministic_on_cpu(in_project):
+    state = lambda: torch.load("data/backbones/synthetic/coop/seed1/learnable.pt", weights_only=True)["state"]["ctx"]  # noqa: E731
+    first = state().clone()
+    backbone.run("synthetic", "coop", 1)
+    assert torch.equal(first, state())
+    log = (in_project / "data/backbones/synthetic/coop/seed1/train_log.csv").read_text().splitlines()
+    assert log[0] == "epoch,lr,loss,ce" and len(log) == 3

@@ -33,7 +33,7 @@ def base_to_new(runs: pd.DataFrame) -> pd.DataFrame:
     out = mean.round(2)
     out["fvgpt.gain_hm"] = (mean["fvgpt.hm"] - mean["backbone.hm"]).round(2)
     out["seeds"] = g["seed"].count()
-    for c in ("backbone.hm", "fvgpt.hm"):
+    for c in cols:
         out[c + "_std"] = std[c].round(2)
     return out.reset_index()
 
@@ -47,10 +47,15 @@ def average_over_datasets(table: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(table: pd.DataFrame) -> str:
     """A compact Markdown table: per row, Base / New / HM of the backbone and of + FVG-PT."""
-    lines = ["| dataset | backbone | CLIP HM | Base | New | HM | +FVG-PT Base | New | HM | ΔHM | seeds |",
+    def cell(r, key: str) -> str:
+        std = r.get(key + "_std")
+        return f"{r[key]:.2f}" if std is None or pd.isna(std) or not r.get("seeds", 0) or r["seeds"] < 2 else f"{r[key]:.2f} ± {std:.2f}"
+
+    lines = ["Mean ± std over seeds.", "",
+             "| dataset | backbone | CLIP HM | Base | New | HM | +FVG-PT Base | New | HM | ΔHM | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
-        lines.append(f"| {r['dataset']} | {r['backbone']} | {r['clip.hm']:.2f} | {r['backbone.base']:.2f} | "
-                     f"{r['backbone.new']:.2f} | {r['backbone.hm']:.2f} | {r['fvgpt.base']:.2f} | {r['fvgpt.new']:.2f} | "
-                     f"{r['fvgpt.hm']:.2f} | {r['fvgpt.gain_hm']:+.2f} | {r.get('seeds', '')} |")
+        cells = [cell(r, k) for k in ("clip.hm", "backbone.base", "backbone.new", "backbone.hm", "fvgpt.base", "fvgpt.new", "fvgpt.hm")]
+        seeds = "" if pd.isna(r.get("seeds")) else int(r["seeds"])
+        lines.append(f"| {r['dataset']} | {r['backbone']} | " + " | ".join(cells) + f" | {r['fvgpt.gain_hm']:+.2f} | {seeds} |")
     return "\n".join(lines) + "\n"
