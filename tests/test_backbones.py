@@ -78,3 +78,12 @@ def test_dassl_schedule():
     lrs = [epoch_lr(e, 0.0035, 10, 1, 1e-5) for e in range(11)]
     assert lrs[0] == 1e-5 and lrs[1] == pytest.approx(0.0035)
     assert all(a > b for a, b in zip(lrs[1:], lrs[2:]))
+
+
+def test_gradients_reach_only_the_context(clip):
+    kg = create_backbone("kgcoop", clip, "a photo of a {}.")
+    img = torch.nn.functional.normalize(torch.randn(4, 32), dim=-1)
+    loss, _ = kg.loss(img, torch.tensor([0, 1, 2, 0]), NAMES)
+    loss.backward()
+    assert kg.ctx.grad is not None and kg.ctx.grad.abs().sum() > 0
+    assert all(p.grad is None for p in clip.model.parameters())

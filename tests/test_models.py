@@ -70,3 +70,23 @@ def test_missing_file_and_uncached_tag_fail_fast():
 def test_unknown_architecture_names_examples():
     with pytest.raises(ValueError, match="fvgpt-tiny-rn"):
         load_clip("ViT-Q-99")
+
+
+def test_checkpoint_of_another_architecture_names_the_tensor(tmp_path):
+    from pipeline.models import CheckpointError
+
+    other = load_clip("fvgpt-test-vit")
+    save_checkpoint(other.model, tmp_path / "vit.pt", "fvgpt-test-vit")
+    with pytest.raises(CheckpointError, match=r"not a fvgpt-test-rn checkpoint: size mismatch for visual.conv1.weight"):
+        load_clip("fvgpt-test-rn", str(tmp_path / "vit.pt"))
+
+
+def test_corrupt_checkpoint_says_so(tmp_path):
+    from pipeline.models import CheckpointError
+
+    good = load_clip("fvgpt-test-rn")
+    save_checkpoint(good.model, tmp_path / "m.pt", "fvgpt-test-rn")
+    blob = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 3])
+    with pytest.raises(CheckpointError, match="cut.pt"):
+        load_clip("fvgpt-test-rn", str(tmp_path / "cut.pt"))

@@ -11,6 +11,6 @@ import open_clip
 
 open_clip.add_model_config(Path(__file__).parent / "configs")
 
-from .loading import ClipModel, ModelNotFoundError, load_clip, save_checkpoint  # noqa: E402
+from .loading import CheckpointError, ClipModel, ModelNotFoundError, load_clip, save_checkpoint  # noqa: E402
 
-__all__ = ["ClipModel", "ModelNotFoundError", "load_clip", "save_checkpoint"]
+__all__ = ["CheckpointError", "ClipModel", "ModelNotFoundError", "load_clip", "save_checkpoint"]

@@ -10,6 +10,8 @@ allowed: open_clip would otherwise retry a network that is not there.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,10 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 class ModelNotFoundError(FileNotFoundError):
     """The weights `clip.pretrained` names are not on this machine."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file exists but is corrupt or belongs to another architecture."""
 
 
 @dataclass
@@ -51,6 +57,21 @@ def _is_torchscript(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as zf:
         return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+
+
+def _mismatch_summary(message: str) -> str:
+    """The first mismatched tensor of a load_state_dict error, and how many keys differ."""
+    size = re.search(r"size mismatch for ([\w.]+): (.*?)\.(\s|$)", message)
+    missing = re.search(r"Missing key\(s\) in state_dict: (.*?)\.\s", message + " ")
+    unexpected = re.search(r"Unexpected key\(s\) in state_dict: (.*?)\.\s", message + " ")
+    parts = []
+    if size:
+        parts.append(f"size mismatch for {size.group(1)} ({size.group(2)})")
+    for label, match in (("missing", missing), ("unexpected", unexpected)):
+        if match:
+            keys = re.findall(r'"([^"]+)"', match.group(1))
+            parts.append(f"{len(keys)} {label} keys, e.g. {keys[0]}")
+    return "; ".join(parts) or message[:300]
 
 
 def _looks_like_path(pretrained: str) -> bool:
@@ -112,9 +133,16 @@ def _build(name: str, pretrained: str, allow_download: bool, cache_dir: str | No
             return open_clip.create_model(name, pretrained=None)
     path = Path(pretrained).expanduser()
     if path.is_file():
-        if _is_torchscript(path):
-            return open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
-        return open_clip.create_model(name, pretrained=str(path))
+        try:
+            if _is_torchscript(path):
+                return open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
+            return open_clip.create_model(name, pretrained=str(path))
+        except RuntimeError as err:
+            if "state_dict" in str(err):
+                raise CheckpointError(f"{path} is not a {name} checkpoint: {_mismatch_summary(str(err))}") from err
+            raise CheckpointError(f"cannot read checkpoint {path} ({err}); the file may be truncated: fetch it again") from err
+        except (EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
+            raise CheckpointError(f"cannot read checkpoint {path} ({err}); the file may be truncated: fetch it again") from err
     if _looks_like_path(pretrained):
         hint = "run `dvc repro pretrain` (or `fvgpt pretrain`)" if "data/models" in pretrained else "put the checkpoint there or fix clip.pretrained"
         raise ModelNotFoundError(f"clip.pretrained file {path} not found: {hint}.")
