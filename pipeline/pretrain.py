@@ -31,7 +31,7 @@ class PretrainSpec:
     pool_size: int = 12000        # distinct rendered images, re-augmented every epoch
     steps: int = 1500
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.1
     warmup_steps: int = 100
     image_size: int = 64
