@@ -65,8 +65,9 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
         "text/backbone": text_backbone, "text/clip": text_clip,
     }
     if not shared:
+        clip_test_index = {p: i for i, p in enumerate(clip_views.test_paths)}
         arrays["train/clip_full"] = clip_views.train["feat_full"][:, clip_views.train_rows(list(train.impath))]
-        arrays["test/clip"] = clip_views.test["feat"][[{p: i for i, p in enumerate(clip_views.test_paths)}[p] for p in test.impath]]
+        arrays["test/clip"] = clip_views.test["feat"][[clip_test_index[p] for p in test.impath]]
     attrs = {"dataset": dataset, "backbone": backbone, "seed": seed, "classnames": classnames,
              "base": prepared.classes["base"], "new": prepared.classes["new"], "logit_scale": model.logit_scale,
              "clip_model": clip.name, "shares_clip_image": shared, "encoded_fingerprint": clip_views.attrs["fingerprint"],

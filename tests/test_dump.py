@@ -170,3 +170,22 @@ def test_backbone_stage_is_deterministic_on_cpu(in_project):
     assert torch.equal(first, state())
     log = (in_project / "data/backbones/synthetic/coop/seed1/train_log.csv").read_text().splitlines()
     assert log[0] == "epoch,lr,loss,ce" and len(log) == 3
+
+
+def test_backbone_with_its_own_image_path_encodes_itself(in_project, monkeypatch):
+    from pipeline.backbones.coop import CoOp
+
+    encode.run("synthetic")
+    monkeypatch.setattr(CoOp, "shares_clip_image_encoder", False)
+    calls = count_encodes(monkeypatch)
+    dump.run("synthetic", "coop", 1)
+    assert sum(calls) > 0  # it ran the (here: unchanged) image path itself
+    d = FeatureDump("data/features/synthetic/coop/seed1.h5")
+    assert d.attrs["shares_clip_image"] in (False, 0)
+    with h5py.File("data/features/synthetic/coop/seed1.h5") as f:
+        assert "train/clip_full" in f and "test/clip" in f
+    # CoOp's image path is CLIP's, so its own encodings equal the shared ones up to storage precision
+    assert torch.allclose(d.feat_full, d.train_clip_full, atol=2e-3)
+    assert torch.allclose(d.test_feat, d.test_clip, atol=2e-3)
+    monkeypatch.undo()
+    dump.run("synthetic", "coop", 1)  # leave the shared dump for the other tests
