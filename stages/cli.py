@@ -60,7 +60,7 @@ def backbone(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED,
 
 @app.command()
 def dump(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
-    """Encode every view FVG-PT needs once with the frozen backbone and CLIP; write features to HDF5."""
+    """Write one feature file per run: the shared image encodings (or the backbone's own) plus its class text features."""
     _stage("dump").run(dataset, backbone, seed, params)
 
 
