@@ -189,3 +189,15 @@ def test_backbone_with_its_own_image_path_encodes_itself(in_project, monkeypatch
     assert torch.allclose(d.test_feat, d.test_clip, atol=2e-3)
     monkeypatch.undo()
     dump.run("synthetic", "coop", 1)  # leave the shared dump for the other tests
+
+
+def test_sweep_command_writes_its_table(in_project):
+    from stages import sweep
+
+    out = sweep.run("synthetic", "coop", "table3", None, [1], sequential=False)
+    text = out.read_text()
+    assert out.name == "synthetic_coop_table3.md" and text.count("\n") >= 7
+    for row in ("(1) FDC", "(2) PC", "(5) full"):
+        assert row in text
+    with pytest.raises(ValueError, match="exactly one"):
+        sweep.run("synthetic", "coop", "table3", "lambda_d=1,2", [1], sequential=False)
