@@ -30,9 +30,9 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
     recipe_cfg = dict(cfg.get("train", {}))
     workers = int(recipe_cfg.pop("workers", 0))
     device = pick_device(recipe_cfg.pop("device", "auto"))
-    recipe = tuning.TrainRecipe(**recipe_cfg)
     bb_cfg = dict(cfg.get(backbone) or {})
-    recipe.epochs = int(bb_cfg.pop("epochs", recipe.epochs))  # a backbone may override the shared recipe
+    recipe_cfg["epochs"] = int(bb_cfg.pop("epochs", recipe_cfg.get("epochs", 10)))  # a backbone may override the shared recipe
+    recipe = tuning.TrainRecipe(**recipe_cfg)
 
     gen = seed_everything(seed)
     prepared = read_prepared(prepared_dir(dataset))

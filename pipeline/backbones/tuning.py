@@ -12,7 +12,7 @@ import torch
 from ..atomic import atomic_path, write_json
 from ..device import autocast
 from ..models import ClipModel
-from ..schedule import epoch_lr
+from ..schedule import SGDRecipe, epoch_lr
 from . import create_backbone
 from .base import Backbone
 
@@ -21,15 +21,8 @@ META_FILE = "meta.json"
 LOG_FILE = "train_log.csv"
 
 
-@dataclass
-class TrainRecipe:
-    epochs: int = 10
-    lr: float = 0.0035
-    batch_size: int = 4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 1
-    warmup_lr: float = 1e-5
+@dataclass(frozen=True)
+class TrainRecipe(SGDRecipe):
     precision: str = "bf16"
 
 

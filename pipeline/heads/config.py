@@ -7,7 +7,9 @@ which configs can be trained together, stacked, in one process.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
+
+from ..schedule import SGDRecipe
 
 FRG_INDICATORS = ("entropy_gap", "cosine", "area")
 BRG_INDICATORS = ("entropy_full", "entropy_clip", "cosine")
@@ -15,7 +17,7 @@ LOSSES = ("fdc_ce", "frg_bce", "fdc_dist", "pc_ce", "pc_kl")
 
 
 @dataclass(frozen=True)
-class HeadsConfig:
+class HeadsConfig(SGDRecipe):
     # modules (Table 3)
     frg: bool = True
     fdc: bool = True
@@ -44,15 +46,8 @@ class HeadsConfig:
     gate_depth: int = 2                        # linear layers in each gate MLP (2 = 3 -> 32 -> 1)
     frg_indicators: tuple[str, ...] = FRG_INDICATORS
     brg_indicators: tuple[str, ...] = BRG_INDICATORS
-    # data (Supp. C.4) and optimisation (the authors' recipe)
+    # data (Supp. C.4); the optimisation recipe comes from SGDRecipe
     shot_fraction: float = 1.0
-    epochs: int = 10
-    lr: float = 0.0035
-    batch_size: int = 4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 1
-    warmup_lr: float = 1e-5
     seed: int = 1
 
     def __post_init__(self) -> None:
