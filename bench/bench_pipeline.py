@@ -134,7 +134,6 @@ def main() -> None:
     with Timer(device) as dump_t:
         encode_views(root / "enc.h5", views, empty, encode, clip.embed_dim, {"fingerprint": "b"}, "float16", 32, args.workers)
         enc = EncodedViews(root / "enc.h5")
-        n_cls = len(names)
         arrays = {"train/feat_full": enc.train["feat_full"], "train/feat_fg": enc.train["feat_fg"], "train/area": enc.train["area"],
                   "train/label": np.asarray(labels), "test/feat": np.zeros((1, clip.embed_dim)), "test/feat_fg": np.zeros((1, clip.embed_dim)),
                   "test/area": np.zeros(1), "test/has_fg": np.zeros(1, bool), "test/label": np.zeros(1, np.int64),

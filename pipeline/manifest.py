@@ -85,12 +85,21 @@ class Prepared:
     def classnames(self) -> list[str]:
         return self.classes["classnames"]
 
-    def fewshot_train(self, seed: int, subset: str = "base") -> pd.DataFrame:
+    def _fewshot_column(self, seed: int) -> str:
         col = f"fewshot_{seed}"
         if col not in self.manifest:
             raise KeyError(f"seed {seed} was not prepared (columns: {[c for c in self.manifest if c.startswith('fewshot_')]}); add it to `seeds` and re-run prepare")
+        return col
+
+    def fewshot_train(self, seed: int, subset: str = "base") -> pd.DataFrame:
         m = self.manifest
-        return m[(m.split == "train") & (m[col] == 1) & (m.subset == subset)].reset_index(drop=True)
+        return m[(m.split == "train") & (m[self._fewshot_column(seed)] == 1) & (m.subset == subset)].reset_index(drop=True)
+
+    def fewshot_union(self, seeds: list[int], subset: str = "base") -> pd.DataFrame:
+        """The few-shot training images of any of `seeds`, each once (what masks and encodings must cover)."""
+        m = self.manifest
+        chosen = m[[self._fewshot_column(s) for s in seeds]].any(axis=1)
+        return m[(m.split == "train") & chosen & (m.subset == subset)].drop_duplicates("impath").reset_index(drop=True)
 
     def test(self) -> pd.DataFrame:
         return self.manifest[self.manifest.split == "test"].reset_index(drop=True)

@@ -23,9 +23,7 @@ from ._common import clip_from_params, encoded_path, load_params, masks_path, pr
 
 def view_sets(prepared, masks, seeds: list[int], cfg: dict, size: int, mean, std) -> tuple[ImageViews, ImageViews]:
     """The few-shot base training images of every seed (V views each) and all test images (one view)."""
-    m = prepared.manifest
-    train_rows = m[(m.split == "train") & (m.subset == "base") & m[[f"fewshot_{s}" for s in seeds]].any(axis=1)]
-    train_paths = sorted(set(train_rows.impath))
+    train_paths = sorted(prepared.fewshot_union(seeds).impath)
     test_paths = list(dict.fromkeys(prepared.test().impath))
     common = dict(size=size, mean=mean, std=std, fill=cfg.get("fill", "mean"), seed=int(cfg.get("seed", 0)))
     train = ImageViews(prepared.root, train_paths, masks, views=int(cfg.get("views", 10)), train=True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
+
 from pipeline.atomic import atomic_path, write_json
 from pipeline.fingerprint import fingerprint
 from pipeline.manifest import read_prepared
@@ -17,11 +19,9 @@ from ._common import DATA, load_params, masks_path, prepared_dir, progress_bar, 
 
 def mask_requests(prepared, dataset: str, seeds: list[int], include_test: bool) -> list[MaskRequest]:
     """Every few-shot base training image of any seed, plus the test images if asked; each once."""
-    m = prepared.manifest
-    keep = (m.split == "train") & (m.subset == "base") & m[[f"fewshot_{s}" for s in seeds]].any(axis=1)
+    rows = prepared.fewshot_union(seeds)
     if include_test:
-        keep |= m.split == "test"
-    rows = m[keep].drop_duplicates("impath")
+        rows = pd.concat([rows, prepared.test()]).drop_duplicates("impath")
     root = str(prepared.root)
     return [MaskRequest(root, p, c, dataset) for p, c in zip(rows.impath, rows.classname)]
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from pipeline.heads.config import LOSSES, HeadsConfig
 from pipeline.heads.model import FVGPTHeads
-from pipeline.heads.signals import brg_inputs, entropy, frg_inputs, log_probs, prob_cosine
+from pipeline.heads.signals import brg_inputs, entropy, frg_inputs, prob_cosine
 
 
 def test_indicators_by_hand():

@@ -1,8 +1,6 @@
 """The prepare stage and the CLI as a user runs them."""
 
-import json
-
-import pandas as pd
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -46,3 +44,15 @@ def test_prepare_missing_dataset_names_folder_and_fix(tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert "nowhere/dtd" in str(result.exception) and "prepare.roots.dtd" in str(result.exception)
     assert not (tmp_path / "data/prepared/dtd").exists()
+
+
+def test_fewshot_union_covers_every_seed_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    assert CliRunner().invoke(app, ["prepare", "synthetic"]).exit_code == 0
+    prep = read_prepared(tmp_path / "data/prepared/synthetic")
+    union = prep.fewshot_union([1, 2])
+    expected = set(prep.fewshot_train(1).impath) | set(prep.fewshot_train(2).impath)
+    assert set(union.impath) == expected and union.impath.is_unique
+    with pytest.raises(KeyError, match="seed 9 was not prepared"):
+        prep.fewshot_union([1, 9])

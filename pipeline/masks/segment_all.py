@@ -11,7 +11,7 @@ import numpy as np
 from ..images import load_rgb
 from . import create_segmenter
 from .base import MaskRequest, MissingMaskError
-from .store import FULL, MISSING, MaskStoreWriter, flag_of, resize_shorter
+from .store import MISSING, MaskStoreWriter, flag_of, resize_shorter
 
 _WORKER = {}
 
