@@ -46,7 +46,7 @@ def run(params_file: str = "params.yaml") -> None:
     out = REPORTS / "results"
     out.mkdir(parents=True, exist_ok=True)
     table = base_to_new(runs)
-    full = pd.concat([table, average_over_datasets(table)], ignore_index=True) if len(datasets) > 1 else table
+    full = pd.concat([table, average_over_datasets(runs)], ignore_index=True) if len(datasets) > 1 else table
     with atomic_path(out / "runs.csv") as tmp:
         runs.to_csv(tmp, index=False)
     with atomic_path(out / "base_to_new.csv") as tmp:

@@ -104,18 +104,43 @@ def test_switches_change_only_their_terms():
     assert no_pc["fdc_dist"].item() == pytest.approx(ref["fdc_dist"].item())
 
 
-def test_untrusted_area_means_r_zero_and_target_zero():
-    x = _batch()
-    x["area"] = torch.tensor([[0.001, 0.5, 0.999]])
-    cfg = HeadsConfig(frg=False, r_constant=1.0)  # r = 1 wherever the area is trusted
-    parts = FVGPTHeads([cfg], 8, 10.0).losses(**x)[1]
-    model = FVGPTHeads([cfg], 8, 10.0)
+def _dist_reference(model, x, r):
+    """L_dist, Eq. (9), recomputed by hand for one member with the weights `r` [B]."""
     s, tau = 10.0, 2.0
-    z = lambda f, g: s * f[0] @ g.t()  # noqa: E731
     with torch.no_grad():
         z_fdc = s * model.visual_adapter(x["f_full"])[0] @ model.text_adapter(x["g"][None])[0].t()
     kl_ref = lambda a, b: F.kl_div(torch.log_softmax(b / tau, -1), torch.softmax(a / tau, -1), reduction="none").sum(-1)  # noqa: E731
-    r = torch.tensor([0.0, 1.0, 0.0])
-    expect = (r * kl_ref(z(x["f_fg"], x["g"]), z_fdc) + (1 - r) * kl_ref(z(x["f_full"], x["g"]), z_fdc)).mean()
-    assert parts["fdc_dist"].item() == pytest.approx(expect.item(), rel=1e-4)
-    assert parts["r_star"].item() <= 1 / 3 + 1e-6
+    z_fg, z_full = s * x["f_fg"][0] @ x["g"].t(), s * x["f_full"][0] @ x["g"].t()
+    return (r * kl_ref(z_fg, z_fdc) + (1 - r) * kl_ref(z_full, z_fdc)).mean()
+
+
+def _mixed_area_batch():
+    """Four views whose foreground view is the class's own text feature (so CE(fg) < CE(full) everywhere) and
+    whose mask areas are too small, trusted, too large, trusted."""
+    x = _batch(b=4)
+    x["f_fg"] = x["g"][x["y"]].clone()
+    x["area"] = torch.tensor([[0.001, 0.5, 0.999, 0.3]])
+    return x
+
+
+def test_area_rule_zeroes_r_and_target_where_frg_is_on():
+    x = _mixed_area_batch()
+    model = FVGPTHeads([HeadsConfig()], 8, 10.0)
+    with torch.no_grad():
+        model.frg_gate.biases[-1].fill_(3.0)  # r near 0.95, far from 0.5, so r and 1 - r cannot be confused
+        tau = 2.0
+        z = lambda f, g: torch.log_softmax(10.0 * f @ g.t() / tau, -1)  # noqa: E731
+        r = model.trust_score(z(x["f_full"], x["g"]), z(x["f_fg"], x["g"]), x["area"])[0]
+    assert r.min() > 0.8
+    parts = model.losses(**x)[1]
+    trusted = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    assert parts["fdc_dist"].item() == pytest.approx(_dist_reference(model, x, r * trusted).item(), rel=1e-4)
+    assert parts["r_star"].item() == pytest.approx(0.5)  # targets [0, 1, 0, 1]: the fg view wins everywhere
+
+
+def test_without_frg_r_is_the_constant_on_every_view():
+    x = _mixed_area_batch()
+    model = FVGPTHeads([HeadsConfig(frg=False, r_constant=0.9)], 8, 10.0)
+    parts = model.losses(**x)[1]
+    assert parts["fdc_dist"].item() == pytest.approx(_dist_reference(model, x, torch.full((4,), 0.9)).item(), rel=1e-4)
+    assert parts["frg_bce"].item() == 0.0

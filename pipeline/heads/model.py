@@ -7,6 +7,7 @@ features, the backbone's class text features `g` and CLIP's `g_clip`.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import torch
@@ -17,8 +18,14 @@ from .signals import brg_inputs, frg_inputs, frg_target, kl, log_probs
 from .stacked import StackedAdapter, StackedMLP
 
 
-def _member_generators(configs: Sequence[HeadsConfig]) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(1000 + c.seed) for c in configs]
+MODULES = ("frg_gate", "visual_adapter", "text_adapter", "brg_gate")
+
+
+def module_generators(configs: Sequence[HeadsConfig], module: str) -> list[torch.Generator]:
+    """One seeded stream per (module, member): a module's initial weights depend only on the member's seed
+    and the module's name, so changing one branch's architecture never moves another branch's weights."""
+    seeds = [int.from_bytes(hashlib.sha256(f"{module}/{c.seed}".encode()).digest()[:7], "little") for c in configs]
+    return [torch.Generator().manual_seed(s) for s in seeds]
 
 
 class FVGPTHeads(torch.nn.Module):
@@ -28,11 +35,13 @@ class FVGPTHeads(torch.nn.Module):
             raise ValueError("stacked configs must share their structure (sizes, indicators, data, schedule)")
         self.configs = list(configs)
         c0 = configs[0]
-        gens = _member_generators(configs)
-        self.frg_gate = StackedMLP(gens, len(c0.frg_indicators), c0.gate_hidden, 1, c0.gate_depth)
-        self.visual_adapter = StackedAdapter(gens, dim, c0.adapter_hidden, c0.adapter_init)
-        self.text_adapter = StackedAdapter(gens, dim, c0.adapter_hidden, c0.adapter_init) if c0.adapters == "both" else None
-        self.brg_gate = StackedMLP(gens, len(c0.brg_indicators), c0.gate_hidden, 1, c0.gate_depth)
+        gens = {module: module_generators(configs, module) for module in MODULES}
+        init = [c.adapter_init for c in configs]
+        self.frg_gate = StackedMLP(gens["frg_gate"], len(c0.frg_indicators), c0.gate_hidden, 1, c0.gate_depth)
+        self.visual_adapter = StackedAdapter(gens["visual_adapter"], dim, c0.adapter_hidden, init)
+        self.text_adapter = (StackedAdapter(gens["text_adapter"], dim, c0.adapter_hidden, init)
+                             if c0.adapters == "both" else None)
+        self.brg_gate = StackedMLP(gens["brg_gate"], len(c0.brg_indicators), c0.gate_hidden, 1, c0.gate_depth)
         self.logit_scale = logit_scale
         fdc_scale = [logit_scale if c.fdc_logit_scale == "backbone" else float(c.fdc_logit_scale) for c in configs]
         per_member = {
@@ -82,6 +91,17 @@ class FVGPTHeads(torch.nn.Module):
         b = self.backbone_gate(log_probs(z_full, tau), log_probs(z_clip, tau))
         return (1 - b).unsqueeze(-1) * z_full + b.unsqueeze(-1) * z_clip, b
 
+    def distillation_weight(self, r: torch.Tensor, trusted: torch.Tensor) -> torch.Tensor:
+        """The r of L_dist, Eq. (9), per member [K, B].
+
+        With FRG on: the trust score (detached when `detach_r`), set to 0 on views whose mask area is outside
+        [area_min, area_max]. With FRG off: the constant `r_constant` on every view; the area rule belongs to FRG.
+        """
+        detach = self._col("detach_r")
+        r_gate = (detach * r.detach() + (1 - detach) * r) * trusted.float()
+        on = self._col("frg_on")
+        return on * r_gate + (1 - on) * self._col("r_constant")
+
     # --- training -----------------------------------------------------------
     def losses(self, f_full, f_fg, f_clip, area, y, g, g_clip) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-member losses for one batch: inputs [K, B, ...]; g, g_clip [C_base, D]. Returns (sum, parts [K])."""
@@ -93,10 +113,7 @@ class FVGPTHeads(torch.nn.Module):
         trusted = (area >= self._col("area_min")) & (area <= self._col("area_max"))
         r = self.trust_score(lp_full, lp_fg, torch.nan_to_num(area))
         r_star = frg_target(z_full, z_fg, y, self._col("delta"), trusted)
-        on = self._col("frg_on")
-        r_used = on * r + (1 - on) * self._col("r_constant")
-        detach = self._col("detach_r")
-        r_used = (detach * r_used.detach() + (1 - detach) * r_used) * trusted.float()
+        r_used = self.distillation_weight(r, trusted)
 
         z_fdc = self.fdc_logits(f_full, g)
         lp_fdc = log_probs(z_fdc, tau)

@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 
 
-def _linear_init(gens: Sequence[torch.Generator], n_in: int, n_out: int, scale: float = 1.0):
-    """nn.Linear's default init (uniform +-1/sqrt(n_in)) per member, then scaled."""
+def _linear_init(gens: Sequence[torch.Generator], n_in: int, n_out: int, scales: Sequence[float] | None = None):
+    """nn.Linear's default init (uniform +-1/sqrt(n_in)) per member, then scaled by that member's scale."""
     bound = 1.0 / math.sqrt(n_in)
-    w = torch.stack([(torch.rand(n_in, n_out, generator=g) * 2 - 1) * bound for g in gens]) * scale
-    b = torch.stack([(torch.rand(1, n_out, generator=g) * 2 - 1) * bound for g in gens]) * scale
+    scales = [1.0] * len(gens) if scales is None else list(scales)
+    w = torch.stack([(torch.rand(n_in, n_out, generator=g) * 2 - 1) * bound * s for g, s in zip(gens, scales)])
+    b = torch.stack([(torch.rand(1, n_out, generator=g) * 2 - 1) * bound * s for g, s in zip(gens, scales)])
     return torch.nn.Parameter(w), torch.nn.Parameter(b)
 
 
@@ -44,12 +45,15 @@ class StackedMLP(torch.nn.Module):
 
 
 class StackedAdapter(torch.nn.Module):
-    """f~ = L2Norm(f + MLP(f)), MLP D -> hidden -> D with its last layer scaled by `init_scale`."""
+    """FDC's residual adapter, Eq. (7): f~ = L2Norm(f + MLP(f)), MLP D -> hidden -> D (ReLU).
 
-    def __init__(self, gens: Sequence[torch.Generator], dim: int, hidden: int, init_scale: float) -> None:
+    The last layer of member k is scaled by `init_scales[k]` so training starts at the backbone.
+    """
+
+    def __init__(self, gens: Sequence[torch.Generator], dim: int, hidden: int, init_scales: Sequence[float]) -> None:
         super().__init__()
         self.w1, self.b1 = _linear_init(gens, dim, hidden)
-        self.w2, self.b2 = _linear_init(gens, hidden, dim, init_scale)
+        self.w2, self.b2 = _linear_init(gens, hidden, dim, init_scales)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [K, B, D] -> [K, B, D], unit norm."""

@@ -11,9 +11,10 @@ import pandas as pd
 import torch
 
 from ..features.dump import FeatureDump
+from ..report.tables import average_runs
 from .config import HeadsConfig
 from .evaluate import evaluate
-from .train import train_heads
+from .train import stack_groups, train_heads
 
 METRIC_COLUMNS = ["backbone.base", "backbone.new", "backbone.hm", "fvgpt.base", "fvgpt.new", "fvgpt.hm", "gain.hm"]
 
@@ -52,23 +53,22 @@ def run_sweep(dumps: dict[int, FeatureDump], base: HeadsConfig, rows: dict[str, 
     groups = 0
     t0 = time.perf_counter()
     for seed, dump in dumps.items():
-        configs = {name: base.with_(**changes, seed=seed) for name, changes in rows.items()}
-        by_structure: dict[tuple, list[str]] = {}
-        for name, cfg in configs.items():
-            by_structure.setdefault(cfg.structure if stacked else (name,), []).append(name)
-        for names in by_structure.values():
+        names, configs = list(rows), [base.with_(**changes, seed=seed) for changes in rows.values()]
+        for members in stack_groups(configs) if stacked else [[i] for i in range(len(configs))]:
             groups += 1
             torch.manual_seed(seed)
-            model, _ = train_heads(dump, [configs[n] for n in names], device)
-            for name, metrics in zip(names, evaluate(model, dump)):
+            model, _ = train_heads(dump, [configs[i] for i in members], device)
+            names_here = [names[i] for i in members]
+            for name, metrics in zip(names_here, evaluate(model, dump)):
                 records.append({"config": name, "seed": seed, **{k: metrics[k] for k in METRIC_COLUMNS}})
             if advance:
-                advance(len(names))
+                advance(len(members))
     return SweepResult(pd.DataFrame(records), time.perf_counter() - t0, groups)
 
 
 def summarise(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Mean over seeds, rows in the order given."""
-    mean = table.groupby("config")[METRIC_COLUMNS].mean()
-    mean["seeds"] = table.groupby("config")["seed"].count()
+    """Mean over seeds per config with HM = HM(mean base, mean new) (the paper's convention), rows in `order`."""
+    cols = [c for c in METRIC_COLUMNS if c != "gain.hm"] + ["gain.hm"]
+    mean = average_runs(table, ["config"], cols, systems=("backbone", "fvgpt"))
+    mean = mean[[*cols, "seeds"]]
     return mean.loc[[o for o in order if o in mean.index]].round(2)

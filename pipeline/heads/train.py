@@ -25,6 +25,14 @@ def shot_subset(labels: torch.Tensor, fraction: float, gen: torch.Generator) -> 
     return torch.cat(keep).sort().values
 
 
+def stack_groups(configs: Sequence[HeadsConfig]) -> list[list[int]]:
+    """Indices of `configs` grouped by structure, in order of first appearance: each group trains as one stack."""
+    groups: dict[tuple, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        groups.setdefault(cfg.structure, []).append(i)
+    return list(groups.values())
+
+
 def train_heads(dump: FeatureDump, configs: Sequence[HeadsConfig], device: torch.device | str = "cpu",
                 advance: Callable[[int], None] | None = None) -> tuple[FVGPTHeads, list[list[dict]]]:
     """Train K configs of one structure together. Returns the heads and, per member, one log row per epoch."""
