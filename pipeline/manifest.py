@@ -10,6 +10,7 @@ the class names in label order, the base/new label lists and the templates.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,19 +34,30 @@ def build_manifest(data: DatasetSplits, shots: int, seeds: list[int]) -> tuple[p
     base, new = split_base_new(it.label for it in data.train)
     sub = {**relabel(base), **relabel(new)}
     subset = {**{y: "base" for y in base}, **{y: "new" for y in new}}
-    rows = []
+    rows, dropped = [], {}
     for split in ("train", "val", "test"):
         for it in getattr(data, split):
-            rows.append((it.impath, it.label, it.classname, split, subset.get(it.label, "new"), sub.get(it.label, -1)))
+            if it.label not in subset:  # CoOp's subsample_classes keeps only the training split's classes
+                dropped[it.label] = dropped.get(it.label, 0) + 1
+                continue
+            rows.append((it.impath, it.label, it.classname, split, subset[it.label], sub[it.label]))
+    if dropped:
+        warnings.warn(f"{sum(dropped.values())} val/test images of {len(dropped)} classes with no training image are "
+                      f"dropped, as CoOp does (labels {sorted(dropped)[:5]})")
     df = pd.DataFrame(rows, columns=["impath", "label", "classname", "split", "subset", "sublabel"])
-    n_train, n_val = len(data.train), len(data.val)
+    n_train = len(data.train)
+    val_kept = [i for i, it in enumerate(data.val) if it.label in subset]
+    row_of_val = {i: n_train + j for j, i in enumerate(val_kept)}  # rows follow train, then the kept val items
+    n_val = len(val_kept)
     for seed in seeds:
+        # Dassl samples few-shot val before dropping classes, so a pick of a dropped class is sampled, then dropped.
         train_idx, val_idx = select_fewshot(data, shots, seed)
         col = [0] * len(df)
         for i in train_idx:
             col[i] = 1
         for i in val_idx:
-            col[n_train + i] = 1
+            if i in row_of_val:
+                col[row_of_val[i]] = 1
         df[f"fewshot_{seed}"] = col
     classes = {
         "dataset": data.name,

@@ -24,15 +24,22 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def recipe_for(cfg: dict, dataset: str, backbone: str) -> tuple[tuning.TrainRecipe, dict]:
+    """The training recipe of one dataset/backbone and the backbone's own settings, from the `backbone` section:
+    `train`, then the backbone's `epochs` if it sets one, then `overrides["<dataset>/<backbone>"]`."""
+    recipe_cfg = {k: v for k, v in (cfg.get("train") or {}).items() if k not in ("workers", "device")}
+    bb_cfg = dict(cfg.get(backbone) or {})
+    recipe_cfg["epochs"] = int(bb_cfg.pop("epochs", recipe_cfg.get("epochs", 10)))
+    recipe_cfg.update((cfg.get("overrides") or {}).get(f"{dataset}/{backbone}", {}))
+    return tuning.TrainRecipe(**recipe_cfg), bb_cfg
+
+
 def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"):
     params = load_params(params_file)
     cfg = section(params, "backbone")
-    recipe_cfg = dict(cfg.get("train", {}))
-    workers = int(recipe_cfg.pop("workers", 0))
-    device = pick_device(recipe_cfg.pop("device", "auto"))
-    bb_cfg = dict(cfg.get(backbone) or {})
-    recipe_cfg["epochs"] = int(bb_cfg.pop("epochs", recipe_cfg.get("epochs", 10)))  # a backbone may override the shared recipe
-    recipe = tuning.TrainRecipe(**recipe_cfg)
+    workers = int(cfg.get("train", {}).get("workers", 0))
+    device = pick_device(cfg.get("train", {}).get("device", "auto"))
+    recipe, bb_cfg = recipe_for(cfg, dataset, backbone)
 
     gen = seed_everything(seed)
     prepared = read_prepared(prepared_dir(dataset))
@@ -42,7 +49,7 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
     base_names = [prepared.classnames[y] for y in prepared.classes["base"]]
     model = create_backbone(backbone, clip, template, classnames=base_names, **bb_cfg).to(device)
     meta = {"dataset": dataset, "seed": seed, "clip_model": clip.name, "clip_pretrained": clip.pretrained,
-            "params_fingerprint": fingerprint({"clip": params.get("clip"), "train": cfg.get("train"), backbone: cfg.get(backbone)}),
+            "params_fingerprint": fingerprint({"clip": params.get("clip"), "recipe": recipe.__dict__, backbone: cfg.get(backbone)}),
             "n_train": len(train), "base_classes": base_names}
     log = []
     if model.needs_training:

@@ -26,6 +26,16 @@ def test_coop_context_from_words_reproduces_the_sentence(clip, position, templat
     assert torch.allclose(coop.class_features(NAMES), template_features(clip, template, NAMES), atol=1e-5)
 
 
+def test_coop_counts_context_words_and_ignores_csc_with_a_phrase(clip):
+    # "photo-of" is three tokens: CoOp's code takes n_ctx = 3 words, learns the first 3 token embeddings and
+    # keeps the rest of the phrase frozen in the prompt.
+    with pytest.warns(UserWarning, match="csc is ignored"):
+        coop = create_backbone("coop", clip, "unused", n_ctx=16, ctx_init="a photo-of a", csc=True, classnames=NAMES)
+    assert coop.n_ctx == 3 and coop.ctx.shape == (3, 32)
+    feats = coop.class_features(NAMES + ["unseen thing"])
+    assert torch.allclose(feats, template_features(clip, "a photo-of a {}.", NAMES + ["unseen thing"]), atol=1e-5)
+
+
 def test_coop_random_init_and_state_is_only_the_context(clip):
     torch.manual_seed(3)
     coop = create_backbone("coop", clip, "x", n_ctx=6, init_std=0.02)
@@ -52,6 +62,16 @@ def test_kgcoop_penalty_is_zero_at_template_and_grows(clip):
         kg.ctx.add_(torch.randn_like(kg.ctx))
     loss, parts = kg.loss(img, y, NAMES)
     assert parts["kg"] > 1e-3 and loss.item() == pytest.approx(parts["ce"] + 2.0 * parts["kg"], rel=1e-5)
+
+
+def test_kgcoop_frozen_template_features_are_fp32_under_autocast(clip):
+    kg = create_backbone("kgcoop", clip, "a photo of a {}.", weight=2.0)
+    img = torch.nn.functional.normalize(torch.randn(4, 32), dim=-1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kg.loss(img, torch.tensor([0, 1, 2, 0]), NAMES)
+    frozen = kg._frozen_text[tuple(NAMES)]
+    assert frozen.dtype == torch.float32
+    assert torch.allclose(frozen, template_features(clip, "a photo of a {}.", NAMES), atol=1e-6)
 
 
 def test_zero_shot_has_nothing_to_learn(clip):

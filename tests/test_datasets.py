@@ -88,25 +88,14 @@ def test_fewshot_pickle_reused_without_dassl(tmp_path, monkeypatch):
     make_pets(tmp_path)
     data = load_dataset("oxford_pets", tmp_path)
     # a pickle as Dassl writes it: Datum objects from dassl's module, absolute paths
-    mod = types.ModuleType("dassl.data.datasets.base_dataset")
-
-    class Datum:
-        def __init__(self, impath, label, classname):
-            self._impath, self._label, self._classname, self._domain = impath, label, classname, 0
-
-    Datum.__module__ = mod.__name__
-    Datum.__qualname__ = "Datum"
-    mod.Datum = Datum
-    with monkeypatch.context() as m:
-        for name in ("dassl", "dassl.data", "dassl.data.datasets"):
-            m.setitem(sys.modules, name, types.ModuleType(name))
-        m.setitem(sys.modules, mod.__name__, mod)
-        picked = [data.train[i] for i in (3, 10, 20)]
-        blob = {"train": [Datum(f"/home/author/DATA/oxford_pets/{it.impath}", it.label, it.classname) for it in picked],
-                "val": [Datum(f"/x/oxford_pets/{data.val[0].impath}", 0, "breed_0")]}
-        (tmp_path / "split_fewshot").mkdir()
-        with open(tmp_path / "split_fewshot" / "shot_1-seed_7.pkl", "wb") as f:
-            pickle.dump(blob, f)
+    Datum = _fake_dassl_datum(monkeypatch)
+    picked = [data.train[i] for i in (3, 10, 20)]
+    blob = {"train": [Datum(f"/home/author/DATA/oxford_pets/{it.impath}", it.label, it.classname) for it in picked],
+            "val": [Datum(f"/x/oxford_pets/{data.val[0].impath}", 0, "breed_0")]}
+    (tmp_path / "split_fewshot").mkdir()
+    with open(tmp_path / "split_fewshot" / "shot_1-seed_7.pkl", "wb") as f:
+        pickle.dump(blob, f)
+    monkeypatch.undo()  # loading needs no Dassl module
     train_idx, val_idx = select_fewshot(data, 1, 7)
     assert train_idx == [3, 10, 20] and val_idx == [0]
 
@@ -123,6 +112,59 @@ def test_imagenet_layout(tmp_path):
     assert data.val == data.test and not data.fewshot_val
     _, val_idx = dassl_fewshot(data, 2, 1)
     assert val_idx == []
+
+
+def _fake_dassl_datum(monkeypatch):
+    """Dassl's Datum class, registered under Dassl's module so pickles name it as Dassl's do."""
+    mod = types.ModuleType("dassl.data.datasets.base_dataset")
+
+    class Datum:
+        def __init__(self, impath, label, classname):
+            self._impath, self._label, self._classname, self._domain = impath, label, classname, 0
+
+    Datum.__module__ = mod.__name__
+    Datum.__qualname__ = "Datum"
+    mod.Datum = Datum
+    for name in ("dassl", "dassl.data", "dassl.data.datasets"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    return Datum
+
+
+def test_imagenet_order_comes_from_dassls_preprocessed_pickle(tmp_path, monkeypatch):
+    (tmp_path / "classnames.txt").write_text("n01 tench\nn02 goldfish\n")
+    for split in ("train", "val"):
+        for wnid in ("n01", "n02"):
+            for i in range(4):
+                _png(tmp_path / "images" / split / wnid / f"{i}.JPEG")
+    sorted_order = load_dataset("imagenet", tmp_path)
+    Datum = _fake_dassl_datum(monkeypatch)
+    listdir_order = [("n01", 2), ("n01", 0), ("n01", 3), ("n01", 1), ("n02", 1), ("n02", 3), ("n02", 0), ("n02", 2)]
+    names = {"n01": "tench", "n02": "goldfish"}
+    blob = {split: [Datum(f"/home/author/DATA/imagenet/images/{folder}/{w}/{i}.JPEG", int(w[-1]) - 1, names[w])
+                    for w, i in listdir_order] for split, folder in (("train", "train"), ("test", "val"))}
+    with open(tmp_path / "preprocessed.pkl", "wb") as f:
+        pickle.dump(blob, f)
+    data = load_dataset("imagenet", tmp_path)
+    assert [it.impath for it in data.train] == [f"images/train/{w}/{i}.JPEG" for w, i in listdir_order]
+    assert data.test[0] == type(data.test[0])("images/val/n01/2.JPEG", 0, "tench")
+    # Dassl's sample depends on the order, so the picks follow the pickle, not the sorted listing
+    picks = [data.train[i].impath for i in dassl_fewshot(data, 2, 1)[0]]
+    assert picks != [sorted_order.train[i].impath for i in dassl_fewshot(sorted_order, 2, 1)[0]]
+
+
+def test_classes_missing_from_train_are_dropped_as_coop_does(tmp_path):
+    split = make_pets(tmp_path, n_classes=4, per_class=3)
+    split["test"].append(["extra_0.jpg", 4, "extra"])
+    split["val"].append(["extra_1.jpg", 4, "extra"])
+    _png(tmp_path / "images" / "extra_0.jpg")
+    _png(tmp_path / "images" / "extra_1.jpg")
+    (tmp_path / "split_zhou_OxfordPets.json").write_text(json.dumps(split))
+    data = load_dataset("oxford_pets", tmp_path)
+    with pytest.warns(UserWarning, match="2 val/test images of 1 classes"):
+        df, classes = build_manifest(data, 1, [1])
+    assert 4 not in set(df.label) and classes["new"] == [2, 3] and (df.sublabel >= 0).all()
+    assert df[df.split == "val"].fewshot_1.sum() == 4 and df[df.split == "train"].fewshot_1.sum() == 4
 
 
 def test_fgvc_aircraft_layout(tmp_path):

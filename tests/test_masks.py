@@ -45,15 +45,32 @@ def test_precomputed_both_layouts_and_resize(tmp_path):
     small = Image.fromarray(truth.astype(np.uint8) * 255).resize((30, 20), Image.NEAREST)
     (tmp_path / "mask" / "cls").mkdir(parents=True)
     small.save(tmp_path / "mask" / "cls" / "a.jpg", quality=100)
-    authors = create_segmenter("precomputed", image_dir="images", threshold=127)
+    authors = create_segmenter("precomputed", image_dir="images")
     assert authors.segment(image, req).shape == truth.shape and iou(authors.segment(image, req), truth) > 0.9
     # a release that keeps the image folder and stores PNGs elsewhere
     (tmp_path / "seg" / "images" / "cls").mkdir(parents=True)
     Image.fromarray(truth.astype(np.uint8)).save(tmp_path / "seg" / "images" / "cls" / "a.png")
-    other = create_segmenter("precomputed", mask_dir="seg", image_dir="images", strip_image_dir=False, extension=".png")
+    other = create_segmenter("precomputed", mask_dir="seg", image_dir="images", strip_image_dir=False, extension=".png",
+                             threshold=0)  # 0/1 label files
     assert iou(other.segment(image, req), truth) == 1.0
     with pytest.raises(MissingMaskError):
         authors.segment(image, MaskRequest(str(tmp_path), "images/cls/b.jpg", "cls"))
+
+
+@pytest.mark.parametrize("mode,values,expect", [
+    ("L", [0, 100, 127, 128, 255], [0, 0, 0, 1, 1]),
+    ("F", [0.0, 0.3, 0.5, 0.7, 1.0], [0, 0, 0, 1, 1]),
+    ("I;16", [0, 20000, 32767, 40000, 65535], [0, 0, 0, 1, 1]),
+    ("1", [0, 1, 0, 1, 1], [0, 1, 0, 1, 1]),
+])
+def test_masks_binarise_at_half_their_range(mode, values, expect):
+    from pipeline.masks.precomputed import binarise
+
+    dtype = {"L": np.uint8, "F": np.float32, "I;16": np.uint16, "1": bool}[mode]
+    im = Image.fromarray(np.array([values], dtype=dtype)) if mode != "1" else Image.fromarray(np.array([values], bool))
+    assert im.mode == mode
+    assert binarise(im).astype(int).tolist() == [expect]
+    assert binarise(im, 0).astype(int).tolist() == [[int(v > 0) for v in values]]
 
 
 def test_groundtruth_only_on_synthetic(tmp_path):

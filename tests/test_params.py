@@ -20,7 +20,21 @@ def test_paper_config_has_the_same_knobs(project_root):
     paper = yaml.safe_load((project_root / "configs/paper.yaml").read_text())
     assert _keys(ours) == _keys(paper)
     assert paper["clip"]["model"] == "ViT-B-16" and paper["seeds"] == [1, 2, 3] and len(paper["datasets"]) == 11
-    assert paper["heads"]["overrides"]["eurosat/coop"]["epochs"] == 20
+    for section in ("backbone", "heads"):  # the authors' EuroSAT config for CoOp: 20 epochs at lr 0.002
+        assert paper[section]["overrides"]["eurosat/coop"] == {"epochs": 20, "lr": 0.002}
+        assert ours[section]["overrides"]["eurosat/coop"] == {"epochs": 20, "lr": 0.002}
+
+
+def test_dataset_overrides_reach_the_recipes(project_root):
+    from stages.backbone import recipe_for
+    from stages.heads import heads_config
+
+    paper = yaml.safe_load((project_root / "configs/paper.yaml").read_text())
+    recipe, _ = recipe_for(paper["backbone"], "eurosat", "coop")
+    assert (recipe.epochs, recipe.lr) == (20, 0.002)
+    assert recipe_for(paper["backbone"], "dtd", "coop")[0].lr == recipe_for(paper["backbone"], "eurosat", "kgcoop")[0].lr == 0.0035
+    heads = heads_config(paper, "eurosat", "coop", 1)
+    assert (heads.epochs, heads.lr) == (20, 0.002) and heads_config(paper, "dtd", "coop", 1).epochs == 10
 
 
 def test_every_declared_param_exists_and_heads_accept_theirs(project_root):

@@ -62,7 +62,12 @@ class Backbone(torch.nn.Module):
 
 @torch.no_grad()
 def template_features(clip: ClipModel, template: str, classnames: Sequence[str], device=None) -> torch.Tensor:
-    """Zero-shot class features: the hand-written template filled with each class name."""
-    device = device or next(clip.model.parameters()).device
+    """Zero-shot class features: the hand-written template filled with each class name.
+
+    Always fp32, also when called inside a training autocast region: they are fixed targets (KgCoOp's
+    knowledge-guided loss, the CLIP prior), computed once.
+    """
+    device = torch.device(device or next(clip.model.parameters()).device)
     tokens = clip.tokenizer([template.format(c.replace("_", " ")) for c in classnames]).to(device)
-    return F.normalize(clip.model.encode_text(tokens).float(), dim=-1)
+    with torch.autocast(device_type=device.type, enabled=False):
+        return F.normalize(clip.model.encode_text(tokens).float(), dim=-1)

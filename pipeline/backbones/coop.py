@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -28,20 +29,27 @@ class CoOp(Backbone):
         device = clip.model.token_embedding.weight.device
         width = clip.model.token_embedding.weight.shape[1]
         if ctx_init:
+            # As CoOp's code: the context length is the phrase's word count, the first n_ctx token embeddings
+            # become the context, the phrase stays in the frozen prompt, and one context serves every class
+            # (class-specific context applies to random init only).
+            ctx_init = ctx_init.replace("_", " ")
+            n_ctx = len(ctx_init.split(" "))
             tokens = clip.tokenizer([ctx_init]).to(device)
-            n_ctx = int(tokens.argmax(-1)) - 1
             with torch.no_grad():
                 init = token_embeddings(clip.model, tokens)[0, 1:1 + n_ctx].float()
+            if csc:
+                warnings.warn("backbone.coop.csc is ignored when ctx_init is set (one context for all classes, as CoOp)")
+                csc = False
+            self.prompt_prefix = ctx_init
         else:
             init = torch.randn(n_ctx, width, device=device) * init_std
+            self.prompt_prefix = " ".join(["X"] * n_ctx)
         self.n_ctx = n_ctx
         self.csc_classes = list(classnames) if csc else []
         if csc:
             if not classnames:
                 raise ValueError("class-specific context (csc) needs the training class names")
-            init = init.unsqueeze(0).repeat(len(classnames), 1, 1)
-            if not ctx_init:
-                init = torch.randn_like(init) * init_std
+            init = torch.randn(len(classnames), n_ctx, width, device=device) * init_std
         self.ctx = torch.nn.Parameter(init)
         self._prompt_cache: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor, list[int]]] = {}
 
@@ -49,9 +57,8 @@ class CoOp(Backbone):
         """Tokens and frozen embeddings of "X X .. X <name>." per class (cached)."""
         if classnames not in self._prompt_cache:
             names = [c.replace("_", " ") for c in classnames]
-            placeholder = " ".join(["X"] * self.n_ctx)
             device = self.ctx.device
-            tokens = self.clip.tokenizer([f"{placeholder} {n}." for n in names]).to(device)
+            tokens = self.clip.tokenizer([f"{self.prompt_prefix} {n}." for n in names]).to(device)
             name_lens = ((self.clip.tokenizer(names) != 0).sum(1) - 2).tolist()  # without SOS and EOT
             with torch.no_grad():
                 emb = token_embeddings(self.clip_model, tokens)

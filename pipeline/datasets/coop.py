@@ -84,12 +84,33 @@ def _listdir_nohidden(path: Path) -> list[str]:
     return sorted(f for f in os.listdir(path) if not f.startswith("."))
 
 
+def _imagenet_from_preprocessed(root: Path, path: Path) -> tuple[list[Item], list[Item]]:
+    """Dassl's cached ImageNet lists, in their order: {"train": [Datum], "test": [Datum]}, absolute paths."""
+    from .fewshot import read_dassl_pickle
+
+    raw = read_dassl_pickle(path)
+    out = []
+    for split, folder in (("train", "train"), ("test", "val")):
+        if split not in raw:
+            raise DatasetLayoutError(f"{path}: no '{split}' list; expected Dassl's {{'train': [...], 'test': [...]}}")
+        items = []
+        for datum in raw[split]:
+            parts = datum.impath.replace("\\", "/").split("/")
+            if len(parts) < 3 or parts[-3] != folder:
+                raise DatasetLayoutError(f"{path}: {datum.impath} is not under images/{folder}/<wnid>/")
+            items.append(Item(f"images/{folder}/{parts[-2]}/{parts[-1]}", datum.label, datum.classname))
+        out.append(items)
+    return out[0], out[1]
+
+
 def read_imagenet(root: Path) -> DatasetSplits:
     """Class folders under images/{train,val}, names from classnames.txt.
 
-    Dassl lists image files in os.listdir order, which differs between
-    file systems; they are sorted here so the manifest is reproducible. Use
-    the pickled `split_fewshot` selections to match a published run exactly.
+    Dassl sorts the class folders but lists the images of each in
+    os.listdir order, which differs between file systems, and caches the
+    lists in `<root>/preprocessed.pkl`. When that file exists its order is
+    used, so few-shot picks equal the Dassl run that wrote it; otherwise
+    images are sorted (reproducible, but picks can differ from a Dassl run).
     """
     names_file = root / "classnames.txt"
     image_root = root / "images"
@@ -113,8 +134,12 @@ def read_imagenet(root: Path) -> DatasetSplits:
                 items.append(Item(f"images/{split}/{folder}/{im}", label, classnames[folder]))
         return items
 
-    test = read("val")
-    return DatasetSplits("imagenet", root, "images", read("train"), list(test), test, fewshot_val=False)
+    preprocessed = root / "preprocessed.pkl"
+    if preprocessed.is_file():
+        train, test = _imagenet_from_preprocessed(root, preprocessed)
+    else:
+        train, test = read("train"), read("val")
+    return DatasetSplits("imagenet", root, "images", train, list(test), test, fewshot_val=False)
 
 
 def read_fgvc_aircraft(root: Path) -> DatasetSplits:

@@ -51,6 +51,14 @@ class _Datum:
     def impath(self) -> str:
         return self.__dict__.get("_impath", self.__dict__.get("impath", ""))
 
+    @property
+    def label(self) -> int:
+        return int(self.__dict__.get("_label", self.__dict__.get("label", -1)))
+
+    @property
+    def classname(self) -> str:
+        return str(self.__dict__.get("_classname", self.__dict__.get("classname", "")))
+
 
 class _DatumUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
@@ -94,3 +102,9 @@ def select_fewshot(data: DatasetSplits, shots: int, seed: int) -> tuple[list[int
     if pkl.is_file():
         return load_fewshot_pickle(data, pkl)
     return dassl_fewshot(data, shots, seed)
+
+
+def read_dassl_pickle(path: Path):
+    """A pickle Dassl wrote (few-shot selections, ImageNet's preprocessed.pkl), read without Dassl."""
+    with open(path, "rb") as f:
+        return _DatumUnpickler(f).load()
