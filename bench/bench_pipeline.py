@@ -25,7 +25,7 @@ from _setup import Timer, clip_model, dataset, masks_for, peak_memory_mb, workdi
 from pipeline.backbones import template_features  # noqa: E402
 from pipeline.datasets.basenew import split_base_new  # noqa: E402
 from pipeline.device import autocast  # noqa: E402
-from pipeline.features.dump import FeatureDump, write_dump  # noqa: E402
+from pipeline.features.run_features import RunFeatures, write_run_features  # noqa: E402
 from pipeline.features.encoded import EncodedViews, encode_views  # noqa: E402
 from pipeline.features.encoder import image_encoder  # noqa: E402
 from pipeline.features.views_dataset import ImageViews  # noqa: E402
@@ -140,8 +140,8 @@ def main() -> None:
                   "test/subset": np.zeros(1, np.int64),
                   "text/backbone": template_features(clip, "a photo of a {}.", names, device).cpu().numpy(),
                   "text/clip": template_features(clip, "a photo of a {}.", names, device).cpu().numpy()}
-        write_dump(root / "dump.h5", arrays, {"classnames": names, "base": base, "new": new, "logit_scale": clip.logit_scale})
-    dump = FeatureDump(root / "dump.h5", device)
+        write_run_features(root / "dump.h5", arrays, {"classnames": names, "base": base, "new": new, "logit_scale": clip.logit_scale})
+    dump = RunFeatures(root / "dump.h5", device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with Timer(device) as cached_t:
@@ -180,7 +180,7 @@ def main() -> None:
             with autocast(device, "bf16"):
                 F.normalize(clip.model.encode_image(raw_x).float(), dim=-1)
     with Timer(device) as write_t:
-        write_dump(root / "w.h5", {"train/feat_full": feats[None].cpu().numpy()}, {})
+        write_run_features(root / "w.h5", {"train/feat_full": feats[None].cpu().numpy()}, {})
     total = dec.seconds + aug.seconds + enc_t.seconds + write_t.seconds
     table(f"Dump: {2 * k} views (full + foreground of {k} images), batch {2 * k}",
           ["part", "seconds", "share"],
@@ -206,9 +206,9 @@ def main() -> None:
                 "test/area": np.zeros(1), "test/has_fg": np.zeros(1, bool), "test/label": np.zeros(1, np.int64), "test/subset": np.zeros(1, np.int64),
                 "text/backbone": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy(),
                 "text/clip": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy()}
-        write_dump(root / f"s{classes}.h5", fake, {"classnames": [str(i) for i in range(2 * classes)], "base": list(range(classes)),
+        write_run_features(root / f"s{classes}.h5", fake, {"classnames": [str(i) for i in range(2 * classes)], "base": list(range(classes)),
                                                  "new": list(range(classes, 2 * classes)), "logit_scale": 100.0})
-        sd = FeatureDump(root / f"s{classes}.h5", device)
+        sd = RunFeatures(root / f"s{classes}.h5", device)
         with Timer(device) as t:
             train_heads(sd, [HeadsConfig(epochs=1, warmup_epochs=0)], device)
         rows_out.append([classes, nn_, t.seconds, t.seconds / nn_ * 1e3])

@@ -207,4 +207,5 @@ def test_masks_stage_declares_only_its_own_params(project_root):
     stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]
     assert sorted(stages["masks"]["params"]) == ["masks", "seeds"]
     deps = stages["masks"]["deps"]
-    assert not any("backbone" in d or "heads" in d or "models" in d for d in deps)
+    assert not any(d.startswith(("data/backbones", "data/models", "pipeline/backbones", "pipeline/models")) or d == "pipeline/heads"
+                   for d in deps)

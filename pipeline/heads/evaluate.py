@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..features.dump import FeatureDump
+from ..features.run_features import RunFeatures
 from .model import FVGPTHeads
 from .signals import kl, log_probs
 
@@ -28,18 +28,18 @@ def _triple(base: float, new: float) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: FVGPTHeads, dump: FeatureDump) -> list[dict]:
+def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
     """One metrics dict per stacked member (clip/backbone entries are the same for all)."""
     device = next(model.parameters()).device
-    s = dump.logit_scale
+    s = feats.logit_scale
     out = {}
-    for subset, classes in (("base", dump.base), ("new", dump.new)):
-        mask = dump.test_subset == (0 if subset == "base" else 1)
+    for subset, classes in (("base", feats.base), ("new", feats.new)):
+        mask = feats.test_subset == (0 if subset == "base" else 1)
         cls = torch.tensor(classes)
-        out[subset] = dict(f=dump.test_feat[mask].to(device), f_clip=dump.test_clip[mask].to(device),
-                           f_fg=dump.test_feat_fg[mask].to(device), has_fg=dump.test_has_fg[mask].to(device),
-                           y=_local_labels(dump.test_label[mask], classes).to(device),
-                           g=dump.text_backbone[cls].to(device), g_clip=dump.text_clip[cls].to(device))
+        out[subset] = dict(f=feats.test_feat[mask].to(device), f_clip=feats.test_clip[mask].to(device),
+                           f_fg=feats.test_feat_fg[mask].to(device), has_fg=feats.test_has_fg[mask].to(device),
+                           y=_local_labels(feats.test_label[mask], classes).to(device),
+                           g=feats.text_backbone[cls].to(device), g_clip=feats.text_clip[cls].to(device))
     b, n = out["base"], out["new"]
     acc = {name: {k: _acc((s * d["f" if name == "backbone" else "f_clip"]
                            @ d["g" if name == "backbone" else "g_clip"].t()).argmax(-1), d["y"])
@@ -47,10 +47,10 @@ def evaluate(model: FVGPTHeads, dump: FeatureDump) -> list[dict]:
     z_base = model.base_logits(b["f"], b["g"])
     z_new, b_new = model.new_logits(n["f"], n["f_clip"], n["g"], n["g_clip"])
     _, b_base = model.new_logits(b["f"], b["f_clip"], b["g"], b["g_clip"])
-    shared = bool(dump.attrs.get("shares_clip_image", True))
+    shared = bool(feats.attrs.get("shares_clip_image", True))
 
-    r_train = model.train_gate(dump.feat_full.to(device), dump.feat_fg.to(device), dump.area.to(device),
-                               dump.text_backbone[torch.tensor(dump.base)].to(device))
+    r_train = model.train_gate(feats.feat_full.to(device), feats.feat_fg.to(device), feats.area.to(device),
+                               feats.text_backbone[torch.tensor(feats.base)].to(device))
     results = []
     for k, cfg in enumerate(model.configs):
         tau = cfg.tau_d

@@ -8,6 +8,7 @@ from .grabcut import GrabCut
 from .precomputed import GroundTruth, Precomputed
 
 SEGMENTERS = {"center": CenterBox, "grabcut": GrabCut, "precomputed": Precomputed, "groundtruth": GroundTruth}
+SEGMENTER_NAMES = (*SEGMENTERS, "seem")  # SEEM's adapter imports SEEM's code only when built
 
 
 def create_segmenter(name: str, **cfg) -> Segmenter:
@@ -20,4 +21,4 @@ def create_segmenter(name: str, **cfg) -> Segmenter:
     return SEGMENTERS[name](**cfg)
 
 
-__all__ = ["MaskRequest", "MissingMaskError", "Segmenter", "SEGMENTERS", "create_segmenter"]
+__all__ = ["MaskRequest", "MissingMaskError", "Segmenter", "SEGMENTERS", "SEGMENTER_NAMES", "create_segmenter"]

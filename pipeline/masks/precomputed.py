@@ -44,7 +44,7 @@ class Precomputed(Segmenter):
     name = "precomputed"
 
     def __init__(self, mask_dir: str = "mask", image_dir: str = "", strip_image_dir: bool = True,
-                 extension: str = "", threshold: float | str = "auto", **_: object) -> None:
+                 extension: str = "", threshold: float | str = "auto") -> None:
         if threshold != "auto" and not isinstance(threshold, (int, float)):
             raise ValueError(f"masks.precomputed.threshold must be auto or a number, got {threshold!r}")
         self.mask_dir, self.image_dir = mask_dir, image_dir.strip("/")
@@ -76,7 +76,7 @@ class GroundTruth(Precomputed):
 
     name = "groundtruth"
 
-    def __init__(self, **_: object) -> None:
+    def __init__(self) -> None:
         super().__init__(mask_dir="mask", image_dir="images", strip_image_dir=True, threshold=127)
 
     def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:
