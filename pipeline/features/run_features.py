@@ -1,6 +1,6 @@
 """The per-(dataset, backbone, seed) feature file FVG-PT's heads train on.
 
-Layout (DESIGN.md): `train/feat_full|feat_fg [V, N, D]`, `train/area [V, N]`,
+Layout (docs/design.md): `train/feat_full|feat_fg [V, N, D]`, `train/area [V, N]`,
 `train/label [N]` (base labels re-indexed 0..B-1); `test/feat [M, D]`,
 `test/label [M]` (dataset labels), `test/subset [M]` (0 base, 1 new),
 `test/feat_fg`, `test/area`, `test/has_fg`; `text/backbone [C, D]` and

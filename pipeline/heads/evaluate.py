@@ -11,6 +11,7 @@ from .signals import kl, log_probs
 
 
 def harmonic_mean(base: float, new: float) -> float:
+    """HM = 2 B N / (B + N) (Sec. 4.1)."""
     return 2 * base * new / (base + new) if base + new > 0 else 0.0
 
 
@@ -21,6 +22,11 @@ def _acc(pred: torch.Tensor, target: torch.Tensor) -> float:
 def _local_labels(labels: torch.Tensor, classes: list[int]) -> torch.Tensor:
     lookup = {c: i for i, c in enumerate(classes)}
     return torch.tensor([lookup[int(y)] for y in labels], dtype=torch.long, device=labels.device)
+
+
+def shift_index(z_full: torch.Tensor, z_fg: torch.Tensor, tau: float) -> float:
+    """The foreground shift index (Supp. A.1): D_fg = KL(p_full || p_fg) at tau_d, averaged over images."""
+    return float(kl(log_probs(z_full, tau), log_probs(z_fg, tau)).mean())
 
 
 def _triple(base: float, new: float) -> dict:
@@ -70,7 +76,7 @@ def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
                 continue
             f, f_fg = d["f"][keep], d["f_fg"][keep]
             z_bb, z_bb_fg = s * f @ d["g"].t(), s * f_fg @ d["g"].t()
-            row[f"shift.backbone.{subset}"] = float(kl(log_probs(z_bb, tau), log_probs(z_bb_fg, tau)).mean())
+            row[f"shift.backbone.{subset}"] = shift_index(z_bb, z_bb_fg, tau)
             if subset == "base":
                 z, z_fg = model.base_logits(f, d["g"])[k], model.base_logits(f_fg, d["g"])[k]
             elif shared:
@@ -78,6 +84,6 @@ def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
                 z_fg = model.new_logits(f_fg, f_fg, d["g"], d["g_clip"])[0][k]
             else:
                 continue
-            row[f"shift.fvgpt.{subset}"] = float(kl(log_probs(z, tau), log_probs(z_fg, tau)).mean())
+            row[f"shift.fvgpt.{subset}"] = shift_index(z, z_fg, tau)
         results.append(row)
     return results
