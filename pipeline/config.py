@@ -89,6 +89,10 @@ class SeemSettings:
     config: str = ""
 
 
+SEGMENTER_SETTINGS = {"center": CenterSettings, "grabcut": GrabCutSettings, "precomputed": PrecomputedSettings,
+                      "seem": SeemSettings}
+
+
 @dataclass(frozen=True)
 class MasksConfig:
     segmenter: str = "groundtruth"
