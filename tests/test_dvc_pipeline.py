@@ -89,7 +89,7 @@ def test_runtime_keys_never_invalidate_and_result_keys_mark_their_stages(repo):
             set_param(path, "runtime", f.name, _another(f.name, getattr(defaults, f.name)))
             assert _changed_stages(path) == set(), f"runtime.{f.name} invalidated a stage"
         set_param(path, "encode", "seed", 7)
-        assert _changed_stages(path) == {"encode@synthetic"}
+        assert _changed_stages(path) == {"encode@synthetic", "features@synthetic-zsclip-1", "features@synthetic-coop-1"}
         (path / "params.yaml").write_text(original)
         set_param(path, "masks", "store_size", 24)
         assert _changed_stages(path) == {"masks@synthetic"}
