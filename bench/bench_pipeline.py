@@ -1,4 +1,4 @@
-"""Cached FVG-PT against online training, stacked sweeps, the dump's throughput, and heads scaling.
+"""Cached FVG-PT against online training, stacked sweeps, the encoding's throughput, and heads scaling.
 
     python bench/bench_pipeline.py --quick            # 2 CPU cores, tiny CLIP, a few minutes
     python bench/bench_pipeline.py --model ViT-B-16   # GPU: random ViT-B/16 weights are fine for speed
@@ -25,7 +25,7 @@ from _setup import Timer, clip_model, dataset, masks_for, peak_memory_mb, workdi
 from pipeline.backbones import template_features  # noqa: E402
 from pipeline.datasets.basenew import split_base_new  # noqa: E402
 from pipeline.device import autocast  # noqa: E402
-from pipeline.features.dump import FeatureDump, write_dump  # noqa: E402
+from pipeline.features.run_features import RunFeatures, write_run_features  # noqa: E402
 from pipeline.features.encoded import EncodedViews, encode_views  # noqa: E402
 from pipeline.features.encoder import image_encoder  # noqa: E402
 from pipeline.features.views_dataset import ImageViews  # noqa: E402
@@ -72,7 +72,7 @@ def online_epochs(clip, encode, data: ImageViews, labels, g, g_clip, cfg: HeadsC
     return t.seconds
 
 
-def gpu_peak(clip, device, x: torch.Tensor, raw_s: float, dump_s: float) -> None:
+def gpu_peak(clip, device, x: torch.Tensor, raw_s: float, encode_s: float) -> None:
     """Achieved encoder FLOP/s against a measured bf16 matmul peak."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -90,7 +90,7 @@ def gpu_peak(clip, device, x: torch.Tensor, raw_s: float, dump_s: float) -> None
     table("GPU: encoder throughput against the matmul peak (bf16)", ["path", "views / s", "TFLOP/s", "share of peak"],
           [["matmul 8192^3", "", peak / 1e12, 1.0],
            ["raw encode_image", n / raw_s, flops_per_view * n / raw_s / 1e12, flops_per_view * n / raw_s / peak],
-           ["dump end to end", n / dump_s, flops_per_view * n / dump_s / 1e12, flops_per_view * n / dump_s / peak]])
+           ["encode end to end", n / encode_s, flops_per_view * n / encode_s / 1e12, flops_per_view * n / encode_s / peak]])
 
 
 def main() -> None:
@@ -131,7 +131,7 @@ def main() -> None:
 
     views = ImageViews(data.root, paths, store, size, clip.mean, clip.std, views=args.epochs, train=True)
     empty = ImageViews(data.root, [], store, size, clip.mean, clip.std, train=False, require_masks=False)
-    with Timer(device) as dump_t:
+    with Timer(device) as encode_t:
         encode_views(root / "enc.h5", views, empty, encode, clip.embed_dim, {"fingerprint": "b"}, "float16", 32, args.workers)
         enc = EncodedViews(root / "enc.h5")
         arrays = {"train/feat_full": enc.train["feat_full"], "train/feat_fg": enc.train["feat_fg"], "train/area": enc.train["area"],
@@ -140,12 +140,12 @@ def main() -> None:
                   "test/subset": np.zeros(1, np.int64),
                   "text/backbone": template_features(clip, "a photo of a {}.", names, device).cpu().numpy(),
                   "text/clip": template_features(clip, "a photo of a {}.", names, device).cpu().numpy()}
-        write_dump(root / "dump.h5", arrays, {"classnames": names, "base": base, "new": new, "logit_scale": clip.logit_scale})
-    dump = FeatureDump(root / "dump.h5", device)
+        write_run_features(root / "run.h5", arrays, {"classnames": names, "base": base, "new": new, "logit_scale": clip.logit_scale})
+    feats = RunFeatures(root / "run.h5", device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with Timer(device) as cached_t:
-        train_heads(dump, [cfg], device)
+        train_heads(feats, [cfg], device)
     cached_mem = peak_memory_mb(device)
     n = len(paths) * args.epochs
     per_run_saving = online_s - cached_t.seconds
@@ -153,18 +153,18 @@ def main() -> None:
           ["loop", "s / epoch", "samples / s", "peak memory (MB)", "ratio"],
           [["online (2 encoder forwards per sample)", online_s / args.epochs, n / online_s, online_mem, 1.0],
            ["cached heads", cached_t.seconds / args.epochs, n / cached_t.seconds, cached_mem, online_s / cached_t.seconds]])
-    table("One-time dump and break-even", ["dump (s)", "online run (s)", "cached run (s)", "break-even runs"],
-          [[dump_t.seconds, online_s, cached_t.seconds, dump_t.seconds / max(per_run_saving, 1e-9)]])
+    table("One-time encoding and break-even", ["encode (s)", "online run (s)", "cached run (s)", "break-even runs"],
+          [[encode_t.seconds, online_s, cached_t.seconds, encode_t.seconds / max(per_run_saving, 1e-9)]])
 
     # -- sweep: stacked vs sequential ----------------------------------------------
     rows = {**ABLATIONS["table3"], **ABLATIONS["lambda_d"], **ABLATIONS["table12"]}
-    stacked = run_sweep({1: dump}, cfg, rows, device, stacked=True)
-    seq = run_sweep({1: dump}, cfg, rows, device, stacked=False)
+    stacked = run_sweep({1: feats}, cfg, rows, device, stacked=True)
+    seq = run_sweep({1: feats}, cfg, rows, device, stacked=False)
     table(f"Sweep: {len(rows)} head configurations (Table 3 + lambda_d grid + Table 12)",
           ["mode", "training runs", "seconds", "ratio"],
           [["sequential", seq.groups, seq.seconds, 1.0], ["stacked", stacked.groups, stacked.seconds, seq.seconds / stacked.seconds]])
 
-    # -- dump throughput and its parts ----------------------------------------------
+    # -- encoding throughput and its parts ----------------------------------------------
     k = min(len(paths), 64)
     with Timer(device) as dec:
         images = [load_rgb(data.root / p) for p in paths[:k]]
@@ -180,15 +180,15 @@ def main() -> None:
             with autocast(device, "bf16"):
                 F.normalize(clip.model.encode_image(raw_x).float(), dim=-1)
     with Timer(device) as write_t:
-        write_dump(root / "w.h5", {"train/feat_full": feats[None].cpu().numpy()}, {})
+        write_run_features(root / "w.h5", {"train/feat_full": feats[None].cpu().numpy()}, {})
     total = dec.seconds + aug.seconds + enc_t.seconds + write_t.seconds
-    table(f"Dump: {2 * k} views (full + foreground of {k} images), batch {2 * k}",
+    table(f"Encode: {2 * k} views (full + foreground of {k} images), batch {2 * k}",
           ["part", "seconds", "share"],
           [["decode", dec.seconds, dec.seconds / total], ["augment + mask", aug.seconds, aug.seconds / total],
            ["encode", enc_t.seconds, enc_t.seconds / total], ["HDF5 write", write_t.seconds, write_t.seconds / total]])
-    table("Dump vs raw encode_image on decoded tensors", ["path", "views / s", "ratio to raw"],
+    table("Encode vs raw encode_image on decoded tensors", ["path", "views / s", "ratio to raw"],
           [["raw open_clip encode_image", 2 * k / raw_t.seconds, 1.0],
-           ["dump (decode + augment + mask + encode + write)", 2 * k / total, raw_t.seconds / total]])
+           ["encode (decode + augment + mask + encode + write)", 2 * k / total, raw_t.seconds / total]])
 
     if device.type == "cuda":
         gpu_peak(clip, device, raw_x, raw_t.seconds, total)
@@ -206,9 +206,9 @@ def main() -> None:
                 "test/area": np.zeros(1), "test/has_fg": np.zeros(1, bool), "test/label": np.zeros(1, np.int64), "test/subset": np.zeros(1, np.int64),
                 "text/backbone": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy(),
                 "text/clip": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy()}
-        write_dump(root / f"s{classes}.h5", fake, {"classnames": [str(i) for i in range(2 * classes)], "base": list(range(classes)),
+        write_run_features(root / f"s{classes}.h5", fake, {"classnames": [str(i) for i in range(2 * classes)], "base": list(range(classes)),
                                                  "new": list(range(classes, 2 * classes)), "logit_scale": 100.0})
-        sd = FeatureDump(root / f"s{classes}.h5", device)
+        sd = RunFeatures(root / f"s{classes}.h5", device)
         with Timer(device) as t:
             train_heads(sd, [HeadsConfig(epochs=1, warmup_epochs=0)], device)
         rows_out.append([classes, nn_, t.seconds, t.seconds / nn_ * 1e3])

@@ -67,7 +67,6 @@ def build_manifest(data: DatasetSplits, shots: int, seeds: list[int]) -> tuple[p
         "base": base,
         "new": new,
         "template": template_for(data.name),
-        "template_kgcoop": template_for(data.name, "kgcoop"),
         "shots": shots,
         "seeds": list(seeds),
         "n_train_val": [n_train, n_val],

@@ -26,14 +26,14 @@ CAPTIONS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainSpec:
-    pool_size: int = 12000        # distinct rendered images, re-augmented every epoch
-    steps: int = 1500
+    steps: int = 300              # 0 writes the untrained model (for runs on real weights)
     batch_size: int = 256
+    pool_size: int = 6000         # distinct rendered images, re-augmented every epoch
     lr: float = 2e-3
     weight_decay: float = 0.1
-    warmup_steps: int = 100
+    warmup_steps: int = 30
     image_size: int = 64
     seed: int = 0
     # (colour, shape) pairs never shown in pretraining, one per colour by default.
@@ -43,6 +43,12 @@ class PretrainSpec:
     # Share of pretraining images on a flat background. Web-scale CLIP has seen isolated objects; without
     # these, a tiny CLIP has never seen a flat background and every foreground view is out of distribution.
     plain_background: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.pool_size < 1 or self.eval_per_class < 1:
+            raise ValueError("pretrain.steps >= 0, batch_size, pool_size and eval_per_class >= 1")
+        if not 0 <= self.plain_background <= 1:
+            raise ValueError(f"pretrain.plain_background must be in [0, 1], got {self.plain_background}")
 
 
 def pretrain_styles() -> list[tuple[str, str]]:

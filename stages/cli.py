@@ -14,8 +14,19 @@ app = typer.Typer(
 
 PARAMS = typer.Option("params.yaml", "--params", "-p", help="Parameter file to read.")
 DATASET = typer.Argument(..., help="Dataset name (a key of `datasets` in params.yaml), e.g. synthetic, oxford_pets.")
-BACKBONE = typer.Argument(..., help="Backbone name: zsclip, coop or kgcoop.")
+BACKBONE = typer.Argument(..., help="Backbone name (a key of `backbones` in params.yaml), e.g. zsclip, coop, kgcoop.")
 SEED = typer.Argument(..., help="Few-shot seed (one of `seeds`).")
+
+
+def _fail_clearly(run):
+    """Run a stage; a bad params file stops it with one line naming the key (no traceback)."""
+    from pipeline.config_reader import ConfigError
+
+    try:
+        return run()
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 def _stage(name: str):
@@ -31,49 +42,49 @@ def _stage(name: str):
 @app.command()
 def prepare(dataset: str = DATASET, params: str = PARAMS) -> None:
     """Read a dataset (CoOp layout, ImageFolder, or generate `synthetic`) and write its manifest with few-shot columns."""
-    _stage("prepare").run(dataset, params)
+    _fail_clearly(lambda: _stage("prepare").run(dataset, params))
 
 
 @app.command()
 def masks(dataset: str = DATASET, params: str = PARAMS) -> None:
     """Segment the images a run needs into data/masks/<dataset>.h5 with the segmenter in `masks.segmenter`."""
-    _stage("masks").run(dataset, params)
+    _fail_clearly(lambda: _stage("masks").run(dataset, params))
 
 
 @app.command()
 def encode(dataset: str = DATASET, params: str = PARAMS) -> None:
     """Encode every training view and test image once with CLIP's image encoder (shared by zsclip, coop, kgcoop)."""
-    _stage("encode").run(dataset, params)
+    _fail_clearly(lambda: _stage("encode").run(dataset, params))
 
 
 @app.command()
 def pretrain(params: str = PARAMS) -> None:
     """Train the built-in benchmark's tiny CLIP on synthetic image-caption pairs (data/models/)."""
-    _stage("pretrain").run(params)
+    _fail_clearly(lambda: _stage("pretrain").run(params))
 
 
 @app.command()
 def backbone(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
     """Tune a prompt backbone on the base classes of a seed's few-shot split."""
-    _stage("backbone").run(dataset, backbone, seed, params)
+    _fail_clearly(lambda: _stage("backbone").run(dataset, backbone, seed, params))
 
 
 @app.command()
-def dump(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
+def features(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
     """Write one feature file per run: the shared image encodings (or the backbone's own) plus its class text features."""
-    _stage("dump").run(dataset, backbone, seed, params)
+    _fail_clearly(lambda: _stage("features").run(dataset, backbone, seed, params))
 
 
 @app.command()
 def heads(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
     """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features."""
-    _stage("heads").run(dataset, backbone, seed, params)
+    _fail_clearly(lambda: _stage("heads").run(dataset, backbone, seed, params))
 
 
 @app.command()
 def evaluate(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
     """Base/new/HM accuracy of CLIP, the backbone and backbone + FVG-PT; shift index; gate statistics."""
-    _stage("evaluate").run(dataset, backbone, seed, params)
+    _fail_clearly(lambda: _stage("evaluate").run(dataset, backbone, seed, params))
 
 
 @app.command()
@@ -88,13 +99,24 @@ def sweep(
 ) -> None:
     """Train many head configurations on the cached features in one process; write reports/sweeps/*.md|csv."""
     seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    _stage("sweep").run(dataset, backbone, ablation, grid, seed_list, sequential, params)
+    _fail_clearly(lambda: _stage("sweep").run(dataset, backbone, ablation, grid, seed_list, sequential, params))
 
 
 @app.command()
 def report(params: str = PARAMS) -> None:
     """Aggregate every run into tables (CSV, Markdown) and figures under reports/."""
-    _stage("report").run(params)
+    _fail_clearly(lambda: _stage("report").run(params))
+
+
+@app.command()
+def check(params: str = PARAMS) -> None:
+    """Check the whole params file: every key known, every value of the right type and range."""
+    from pipeline.config import load_params
+
+    loaded = _fail_clearly(lambda: load_params(params))
+    n = len(loaded.datasets) * len(loaded.backbones) * len(loaded.seeds)
+    typer.echo(f"{params}: OK ({len(loaded.datasets)} datasets x {len(loaded.backbones)} backbones x "
+               f"{len(loaded.seeds)} seeds = {n} runs)")
 
 
 if __name__ == "__main__":

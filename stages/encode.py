@@ -13,46 +13,36 @@ import torch
 from pipeline.device import pick_device
 from pipeline.features.encoded import encode_views
 from pipeline.features.encoder import image_encoder
-from pipeline.features.views_dataset import ImageViews
+from pipeline.config import to_plain
+from pipeline.features.views_dataset import view_sets
 from pipeline.fingerprint import fingerprint
 from pipeline.manifest import read_prepared
+from pipeline.models import clip_of
 from pipeline.masks.store import MaskStore
+from pipeline.paths import encoded_path, masks_path, prepared_dir
 
-from ._common import clip_from_params, encoded_path, load_params, masks_path, prepared_dir, progress_bar, section
-
-
-def view_sets(prepared, masks, seeds: list[int], cfg: dict, size: int, mean, std) -> tuple[ImageViews, ImageViews]:
-    """The few-shot base training images of every seed (V views each) and all test images (one view)."""
-    train_paths = sorted(prepared.fewshot_union(seeds).impath)
-    test_paths = list(dict.fromkeys(prepared.test().impath))
-    common = dict(size=size, mean=mean, std=std, fill=cfg.get("fill", "mean"), seed=int(cfg.get("seed", 0)))
-    train = ImageViews(prepared.root, train_paths, masks, views=int(cfg.get("views", 10)), train=True,
-                       crop_scale=tuple(cfg.get("crop_scale", (0.08, 1.0))), **common)
-    test = ImageViews(prepared.root, test_paths, masks, train=False, require_masks=False, **common)
-    return train, test
+from ._common import progress_bar, start
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> None:
-    params = load_params(params_file)
-    cfg = section(params, "encode")
-    seeds = [int(s) for s in params.get("seeds", [1])]
-    device = pick_device(cfg.get("device", "auto"))
+    params = start(params_file)
+    cfg, runtime = params.encode, params.runtime
+    seeds = list(params.seeds)
+    device = pick_device(runtime.device)
     torch.manual_seed(0)
     prepared = read_prepared(prepared_dir(dataset))
-    clip = clip_from_params(params, device)
+    clip = clip_of(params, device)
     train, test = view_sets(prepared, MaskStore(masks_path(dataset)), seeds, cfg, clip.image_size, clip.mean, clip.std)
-    recipe = {k: v for k, v in cfg.items() if k not in ("workers", "batch_images", "batch_size", "device")}
     attrs = {"dataset": dataset, "clip_model": clip.name, "clip_pretrained": clip.pretrained,
-             "fingerprint": fingerprint({"clip": params.get("clip"), "encode": recipe, "seeds": seeds,
+             "fingerprint": fingerprint({"clip": to_plain(params.clip), "encode": to_plain(cfg), "seeds": seeds,
                                          "n": [len(train), len(test)], "device": device.type})}
-    encode = image_encoder(clip.model.encode_image, device, cfg.get("precision", "bf16"), bool(cfg.get("channels_last", True)),
-                           int(cfg.get("batch_size", 256)))
+    encode = image_encoder(clip.model.encode_image, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size)
     print(f"encoding {dataset}: {len(train)} training images x {train.views} views (+ foreground views), "
           f"{len(test)} test images, {clip.name} on {device}")
     t0 = time.perf_counter()
     with progress_bar("encode images", len(train) + len(test)) as advance:
-        stats = encode_views(encoded_path(dataset), train, test, encode, clip.embed_dim, attrs, cfg.get("dtype", "float16"),
-                             int(cfg.get("batch_images", 32)), int(cfg.get("workers", 0)), advance)
+        stats = encode_views(encoded_path(dataset), train, test, encode, clip.embed_dim, attrs, cfg.dtype,
+                             runtime.encode_batch_images, runtime.encode_workers, advance)
     wall = time.perf_counter() - t0
     print(f"encoded {stats.views} views of {stats.images} images in {wall:.1f} s: {stats.views / max(wall, 1e-9):.0f} views/s "
           f"end to end, {stats.views_per_s:.0f} views/s in the encoder")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pipeline.atomic import write_json
-from pipeline.features.dump import FeatureDump
+from pipeline.features.run_features import RunFeatures
 from pipeline.heads.evaluate import evaluate
 from pipeline.heads.io import load_heads
 
-from ._common import features_path, heads_dir, metrics_path
+from pipeline.paths import features_path, heads_dir, metrics_path
+
+from ._common import start
 
 
 def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
-    dump = FeatureDump(features_path(dataset, backbone, seed))
-    model = load_heads(heads_dir(dataset, backbone, seed), dump.feat_full.shape[-1], dump.logit_scale)
-    metrics = evaluate(model, dump)[0]
+    start(params_file)  # checks the whole params file; evaluation itself has no settings
+    feats = RunFeatures(features_path(dataset, backbone, seed))
+    model = load_heads(heads_dir(dataset, backbone, seed), feats.feat_full.shape[-1], feats.logit_scale)
+    metrics = evaluate(model, feats)[0]
     write_json(metrics_path(dataset, backbone, seed), metrics)
     print(f"{dataset}/{backbone}/seed{seed}:")
     for name in ("clip", "backbone", "fvgpt"):

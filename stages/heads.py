@@ -1,36 +1,25 @@
-"""heads: train FRG, FDC and BRG on one dump file's cached tensors (no CLIP forward anywhere)."""
+"""heads: train FRG, FDC and BRG on one feats file's cached tensors (no CLIP forward anywhere)."""
 
 from __future__ import annotations
 
 import torch
 
 from pipeline.device import pick_device
-from pipeline.features.dump import FeatureDump
-from pipeline.heads.config import HeadsConfig
+from pipeline.features.run_features import RunFeatures
 from pipeline.heads.io import save_heads
 from pipeline.heads.train import train_heads
+from pipeline.paths import features_path, heads_dir
 
-from ._common import features_path, heads_dir, load_params, progress_bar, section
-
-RUNTIME_KEYS = ("device", "overrides")
-
-
-def heads_config(params: dict, dataset: str, backbone: str, seed: int) -> HeadsConfig:
-    """`heads.*` plus any `heads.overrides["<dataset>/<backbone>"]` (e.g. EuroSAT with CoOp: 20 epochs)."""
-    cfg = section(params, "heads")
-    values = {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}
-    values.update((cfg.get("overrides") or {}).get(f"{dataset}/{backbone}", {}))
-    return HeadsConfig.from_dict({**values, "seed": seed})
-
+from ._common import progress_bar, start
 
 def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
-    params = load_params(params_file)
-    device = pick_device(section(params, "heads").get("device", "auto"))
-    config = heads_config(params, dataset, backbone, seed)
+    params = start(params_file)
+    device = pick_device(params.runtime.device)
+    config = params.heads.for_run(dataset, backbone, seed)
     torch.manual_seed(seed)
-    dump = FeatureDump(features_path(dataset, backbone, seed))
+    feats = RunFeatures(features_path(dataset, backbone, seed))
     with progress_bar("heads epochs", config.epochs) as advance:
-        model, logs = train_heads(dump, [config], device, advance)
+        model, logs = train_heads(feats, [config], device, advance)
     n_params = sum(p.numel() for name, p in model.named_parameters())
     log = logs[0]
     for row in log:
@@ -38,6 +27,6 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
               f"dist {row['fdc_dist']:.4f}  pc {row['pc_ce']:.4f}/{row['pc_kl']:.4f}  r {row['r']:.3f}  b {row['b']:.3f}  "
               f"r*=1 {row['r_star']:.3f}")
     print(f"FVG-PT heads for {dataset}/{backbone}/seed{seed}: {n_params} learnable parameters "
-          f"({n_params / 1e6:.3f} M, D={dump.feat_full.shape[-1]}), {config.epochs} epochs on {device}")
+          f"({n_params / 1e6:.3f} M, D={feats.feat_full.shape[-1]}), {config.epochs} epochs on {device}")
     save_heads(heads_dir(dataset, backbone, seed), model, log, {"dataset": dataset, "backbone": backbone, "seed": seed,
                                                                 "learnable_parameters": n_params})

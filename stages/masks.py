@@ -13,8 +13,9 @@ from pipeline.masks import MaskRequest
 from pipeline.masks.quality import area_histogram, iou_against_groundtruth, summary
 from pipeline.masks.segment_all import segment_all
 from pipeline.masks.store import MaskStore, MaskStoreWriter
+from pipeline.paths import masks_path, masks_report_dir, prepared_dir
 
-from ._common import DATA, load_params, masks_path, prepared_dir, progress_bar, section
+from ._common import progress_bar, start
 
 
 def mask_requests(prepared, dataset: str, seeds: list[int], include_test: bool) -> list[MaskRequest]:
@@ -26,32 +27,30 @@ def mask_requests(prepared, dataset: str, seeds: list[int], include_test: bool) 
     return [MaskRequest(root, p, c, dataset) for p, c in zip(rows.impath, rows.classname)]
 
 
-def report_dir(dataset: str):
-    return DATA / "masks" / f"{dataset}.report"
-
-
 def run(dataset: str, params_file: str = "params.yaml") -> None:
-    params = load_params(params_file)
-    cfg = section(params, "masks")
-    seeds = [int(s) for s in params.get("seeds", [1])]
-    name = cfg.get("segmenter", "grabcut")
-    seg_cfg = dict(cfg.get(name) or {})
+    params = start(params_file)
+    cfg = params.masks
+    seeds = list(params.seeds)
+    name = cfg.segmenter
+    seg_cfg = cfg.settings(name)
+    if name == "seem":
+        seg_cfg["device"] = params.runtime.device
     prepared = read_prepared(prepared_dir(dataset))
     if name == "precomputed":
         seg_cfg.setdefault("image_dir", prepared.classes.get("image_dir", ""))
-    requests = mask_requests(prepared, dataset, seeds, bool(cfg.get("include_test", True)))
-    size = int(cfg.get("store_size", 224))
+    requests = mask_requests(prepared, dataset, seeds, cfg.include_test)
+    size = cfg.store_size
     attrs = {"segmenter": name, "dataset": dataset,
-             "fingerprint": fingerprint({"segmenter": name, "cfg": seg_cfg, "size": size, "missing": cfg.get("missing")})}
-    workers = int(cfg.get("workers", 0)) or (os.cpu_count() or 1)
+             "fingerprint": fingerprint({"segmenter": name, "cfg": seg_cfg, "size": size, "missing": cfg.missing})}
+    workers = params.runtime.masks_workers or (os.cpu_count() or 1)
     writer = MaskStoreWriter(masks_path(dataset), size, attrs)
     try:
         with progress_bar(f"masks ({name})", len(requests)) as advance:
-            result = segment_all(requests, writer, name, seg_cfg, cfg.get("missing", "fail"), workers, advance=advance)
+            result = segment_all(requests, writer, name, seg_cfg, cfg.missing, workers, advance=advance)
     except BaseException:
         writer.close()  # the committed rows stay in the .partial file for the next run
         raise
-    if result.missing and cfg.get("missing", "fail") == "fail":
+    if result.missing and cfg.missing == "fail":
         writer.close()
         raise FileNotFoundError(
             f"{dataset}: {len(result.missing)} of {len(requests)} mask files are missing, e.g. {result.missing[:5]}. "
@@ -59,13 +58,13 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
         )
     path = writer.finish()
     store = MaskStore(path)
-    out = report_dir(dataset)
+    out = masks_report_dir(dataset)
     out.mkdir(parents=True, exist_ok=True)
     stats = summary(store)
     stats.update(reused=result.n_reused, segmented=result.n_new)
     if dataset == "synthetic":
-        compare = {k: dict(cfg.get(k) or {}) for k in cfg.get("compare", ["center", "grabcut"])}
-        stats["iou"] = iou_against_groundtruth(requests[: int(cfg.get("compare_images", 200))], compare, store)
+        compare = {k: cfg.settings(k) for k in cfg.compare}
+        stats["iou"] = iou_against_groundtruth(requests[: cfg.compare_images], compare, store)
     with atomic_path(out / "area_hist.png") as tmp:
         area_histogram(store, tmp, f"{dataset}: {name} masks, {len(store)} images")
     write_json(out / "quality.json", stats)

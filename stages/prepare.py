@@ -7,20 +7,21 @@ from pathlib import Path
 
 from pipeline.atomic import atomic_dir
 from pipeline.datasets import DatasetLayoutError, dataset_root, load_dataset
-from pipeline.datasets.synthetic import SyntheticSpec, generate
+from pipeline.datasets.synthetic import generate
 from pipeline.manifest import build_manifest, missing_images, write_prepared
+from pipeline.paths import prepared_dir
 
-from ._common import load_params, prepared_dir, progress_bar, section
+from ._common import progress_bar, start
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> Path:
-    params = load_params(params_file)
-    cfg = section(params, "prepare")
-    seeds = [int(s) for s in params.get("seeds", [1])]
+    params = start(params_file)
+    cfg = params.prepare
+    seeds = list(params.seeds)
     out = prepared_dir(dataset)
     with atomic_dir(out) as tmp:
         if dataset == "synthetic":
-            spec = SyntheticSpec(**cfg.get("synthetic", {}))
+            spec = cfg.synthetic
             n = (spec.train_per_class + spec.val_per_class + spec.test_per_class) * spec.n_shapes * spec.n_colours
             with progress_bar("synthetic images", n) as advance:
                 generate(tmp / "data", spec, progress=lambda k, total: advance(k))
@@ -28,7 +29,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
             data = load_dataset(dataset, tmp / "data")
             data.root = root
         else:
-            root = dataset_root(dataset, cfg.get("data_root", "data/DATA"), (cfg.get("roots") or {}).get(dataset))
+            root = dataset_root(dataset, cfg.data_root, cfg.roots.get(dataset))
             data = load_dataset(dataset, root)
             missing = missing_images(data)
             if missing:
@@ -38,7 +39,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
                 )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            df, classes = build_manifest(data, int(cfg.get("shots", 16)), seeds)
+            df, classes = build_manifest(data, cfg.shots, seeds)
         for w in caught:
             print(f"warning: {w.message}")
         write_prepared(tmp, df, classes)

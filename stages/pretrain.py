@@ -9,19 +9,18 @@ import torch
 from pipeline.atomic import write_json
 from pipeline.device import pick_device
 from pipeline.models import load_clip, save_checkpoint
-from pipeline.pretrain import PretrainSpec, train_clip, zero_shot_accuracy
+from pipeline.config import to_plain
+from pipeline.paths import model_card, model_checkpoint
+from pipeline.pretrain import train_clip, zero_shot_accuracy
 
-from ._common import DATA, load_params, progress_bar, section
-
-MODELS = DATA / "models"
+from ._common import progress_bar, start
 
 
 def run(params_file: str = "params.yaml") -> None:
-    params = load_params(params_file)
-    cfg = dict(section(params, "pretrain"))
-    model_name = cfg.pop("model")
-    device = pick_device(cfg.pop("device", "auto"))
-    spec = PretrainSpec(**cfg)
+    params = start(params_file)
+    model_name = params.pretrain.model
+    device = pick_device(params.runtime.device)
+    spec = params.pretrain.spec()
     torch.manual_seed(spec.seed)
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that a random init is random
     clip = load_clip(model_name, None, device=device)
@@ -35,5 +34,5 @@ def run(params_file: str = "params.yaml") -> None:
     acc = zero_shot_accuracy(clip.model, clip.tokenizer, clip.mean, clip.std, spec, device=device)
     print(f"zero-shot accuracy on {acc['classes']} classes: {acc['accuracy']:.1f}% "
           f"(held-out pairs {acc['held_out_accuracy']:.1f}%, chance {acc['chance']:.1f}%)")
-    save_checkpoint(clip.model, MODELS / f"{model_name}.pt", model_name, {"pretrain": cfg, "zero_shot": acc})
-    write_json(MODELS / f"{model_name}.json", {"model": model_name, "final_loss": sum(losses[-20:]) / len(losses[-20:]) if losses else None, **acc})
+    save_checkpoint(clip.model, model_checkpoint(model_name), model_name, {"pretrain": to_plain(spec), "zero_shot": acc})
+    write_json(model_card(model_name), {"model": model_name, "final_loss": sum(losses[-20:]) / len(losses[-20:]) if losses else None, **acc})

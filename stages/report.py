@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
@@ -13,13 +11,12 @@ from pipeline.atomic import atomic_path, write_text
 from pipeline.images import load_rgb
 from pipeline.manifest import read_prepared
 from pipeline.masks.store import MaskStore
+from pipeline.paths import heads_dir, masks_path, metrics_path, prepared_dir, results_dir
 from pipeline.report import figures
 from pipeline.report.tables import average_over_datasets, base_to_new, collect, markdown
 from pipeline.views import foreground
 
-from ._common import DATA, heads_dir, load_params, masks_path, prepared_dir, section
-
-REPORTS = Path("reports")
+from ._common import start
 
 
 def _examples(dataset: str, seed: int, n: int):
@@ -37,13 +34,12 @@ def _examples(dataset: str, seed: int, n: int):
 
 
 def run(params_file: str = "params.yaml") -> None:
-    params = load_params(params_file)
-    cfg = section(params, "report")
-    datasets, backbones, seeds = params["datasets"], params["backbones"], params["seeds"]
-    runs = collect(DATA / "metrics", datasets, backbones, seeds)
+    params = start(params_file)
+    datasets, backbones, seeds = list(params.datasets), list(params.backbones), list(params.seeds)
+    runs = collect(metrics_path, datasets, backbones, seeds)
     if runs.empty:
         raise FileNotFoundError("no metrics under data/metrics: run the evaluate stage first")
-    out = REPORTS / "results"
+    out = results_dir()
     out.mkdir(parents=True, exist_ok=True)
     table = base_to_new(runs)
     full = pd.concat([table, average_over_datasets(runs)], ignore_index=True) if len(datasets) > 1 else table
@@ -65,10 +61,7 @@ def run(params_file: str = "params.yaml") -> None:
             logs[f"{b} seed{seeds[0]}"] = pd.read_csv(log)
     figures.gate_scores(runs, hists, out / "gates.png")
     figures.training_curves(logs, out / "heads_training.png")
-    figures.example_views(_examples(datasets[0], seeds[0], int(cfg.get("examples", 6))), out / "examples.png")
-    ablations = sorted(Path("reports/sweeps").glob("*.md"))
-    if ablations:
-        write_text(out / "ablations.md", "".join(f"## {p.stem}\n\n{p.read_text()}\n" for p in ablations))
+    figures.example_views(_examples(datasets[0], seeds[0], params.report.examples), out / "examples.png")
     print(markdown(full))
     print(f"report written to {out}/")
 
@@ -77,6 +70,6 @@ def _r_hists(dataset: str, backbone: str, seeds):
     import json
 
     for s in seeds:
-        p = DATA / "metrics" / dataset / backbone / f"seed{s}.json"
+        p = metrics_path(dataset, backbone, s)
         if p.is_file():
             yield json.loads(p.read_text()).get("gate.r_hist", [0] * 10)

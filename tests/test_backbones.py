@@ -7,6 +7,7 @@ import torch
 
 from pipeline.backbones import BACKBONES, create_backbone, template_features, tuning
 from pipeline.models import load_clip
+from pipeline.config import TrainSettings
 from pipeline.schedule import epoch_lr
 
 logging.getLogger().setLevel(logging.ERROR)
@@ -86,7 +87,7 @@ def test_training_reduces_loss_and_save_load_roundtrip(clip, tmp_path):
     images = torch.randn(12, 3, 32, 32)
     labels = torch.arange(12) % 3
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=4)
-    log = tuning.train(coop, loader, NAMES, tuning.TrainRecipe(epochs=6, lr=0.5, warmup_epochs=0), torch.device("cpu"))
+    log = tuning.train(coop, loader, NAMES, TrainSettings(epochs=6, lr=0.5, warmup_epochs=0), torch.device("cpu"))
     assert log[-1]["loss"] < log[0]["loss"]
     tuning.save(tmp_path, coop, {"n_ctx": 4}, {"clip_model": clip.name}, log)
     again = tuning.load(tmp_path, clip, "x")
@@ -107,3 +108,26 @@ def test_gradients_reach_only_the_context(clip):
     loss.backward()
     assert kg.ctx.grad is not None and kg.ctx.grad.abs().sum() > 0
     assert all(p.grad is None for p in clip.model.parameters())
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_every_registered_backbone_works_from_its_params_section(clip, name, tmp_path, project_root):
+    """A new backbone is one file plus its registration; this test covers it for free."""
+    import yaml
+
+    from pipeline.backbones import backbone_template
+
+    cls = BACKBONES[name]
+    section = yaml.safe_load((project_root / "params.yaml").read_text())["backbone"][name]
+    model = create_backbone(name, clip, backbone_template(name, "synthetic"), classnames=NAMES, **section)
+    feats = model.class_features(NAMES + ["unseen thing"])
+    assert feats.shape == (4, 32) and torch.allclose(feats.norm(dim=-1), torch.ones(4), atol=1e-5)
+    assert model.train_augment in ("resize", "crop_flip") and isinstance(model.shares_clip_image_encoder, bool)
+    img = torch.nn.functional.normalize(torch.randn(3, 32), dim=-1)
+    loss, parts = model.loss(img, torch.tensor([0, 1, 2]), NAMES)
+    assert torch.isfinite(loss) and "ce" in parts
+    tuning.save(tmp_path, model, section, {"clip_model": clip.name}, [])
+    again = tuning.load(tmp_path, clip, backbone_template(name, "synthetic"))
+    assert torch.allclose(again.class_features(NAMES), model.class_features(NAMES), atol=1e-6)
+    with pytest.raises(Exception, match=f"backbone.{name}.n_ctxx"):
+        create_backbone(name, clip, "a photo of a {}.", n_ctxx=3)

@@ -63,6 +63,41 @@ def test_first_run_builds_everything_and_second_run_nothing(repo):
     assert ran(sh(path, "dvc", "repro")) == set()
 
 
+def _changed_stages(repo: Path) -> set[str]:
+    out = subprocess.run(["dvc", "status", "--json"], cwd=repo, capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+def _another(name: str, value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    return "cpu" if name == "device" else "/tmp/elsewhere"
+
+
+def test_runtime_keys_never_invalidate_and_result_keys_mark_their_stages(repo):
+    from dataclasses import fields
+
+    from pipeline.config import RuntimeConfig
+
+    path, _ = repo
+    original = (path / "params.yaml").read_text()
+    try:
+        defaults = RuntimeConfig()
+        for f in fields(RuntimeConfig):
+            set_param(path, "runtime", f.name, _another(f.name, getattr(defaults, f.name)))
+            assert _changed_stages(path) == set(), f"runtime.{f.name} invalidated a stage"
+        set_param(path, "encode", "seed", 7)
+        assert _changed_stages(path) == {"encode@synthetic", "features@synthetic-zsclip-1", "features@synthetic-coop-1"}
+        (path / "params.yaml").write_text(original)
+        set_param(path, "masks", "store_size", 24)
+        assert _changed_stages(path) == {"masks@synthetic"}
+    finally:
+        (path / "params.yaml").write_text(original)
+    assert _changed_stages(path) == set()
+
+
 def test_heads_param_reruns_only_heads_evaluate_report(repo):
     path, _ = repo
     set_param(path, "heads", "lambda_d", 1.0)
@@ -79,7 +114,7 @@ def test_new_backbone_reuses_masks_and_encodings(repo):
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh(path, "dvc", "repro")
     stages = ran(out)
-    assert {"backbone@synthetic-kgcoop-1", "dump@synthetic-kgcoop-1", "heads@synthetic-kgcoop-1"} <= stages
+    assert {"backbone@synthetic-kgcoop-1", "features@synthetic-kgcoop-1", "heads@synthetic-kgcoop-1"} <= stages
     assert not any(s.startswith(("masks", "encode", "prepare", "pretrain")) for s in stages)
     assert not any("coop-1" in s and "kgcoop" not in s for s in stages if not s.startswith("report"))
     sh(path, "git", "add", "-A")

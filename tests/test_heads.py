@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.features.dump import FeatureDump, write_dump
+from pipeline.features.run_features import RunFeatures, write_run_features
 from pipeline.heads.config import PER_MEMBER, HeadsConfig
 from pipeline.heads.evaluate import evaluate, harmonic_mean
 from pipeline.heads.model import FVGPTHeads
@@ -16,7 +16,7 @@ from pipeline.heads.signals import frg_target, kl, log_probs
 from pipeline.heads.train import shot_subset, stack_groups, train_heads
 
 
-def make_dump(path, d=16, n_cls=6, shots=4, views=3, m_test=24, seed=0, text_noise=0.3, clip_noise=0.5):
+def make_features(path, d=16, n_cls=6, shots=4, views=3, m_test=24, seed=0, text_noise=0.3, clip_noise=0.5):
     """Class prototypes + noise; foreground views closer to the prototype than full views."""
     rng = np.random.default_rng(seed)
     proto = rng.normal(size=(n_cls, d))
@@ -32,20 +32,20 @@ def make_dump(path, d=16, n_cls=6, shots=4, views=3, m_test=24, seed=0, text_noi
               "test/area": rng.uniform(0.1, 0.9, m_test), "test/has_fg": np.ones(m_test, bool), "test/label": test_label,
               "test/subset": (test_label >= len(base)).astype(np.int64), "text/backbone": norm(proto + rng.normal(scale=text_noise, size=proto.shape)),
               "text/clip": norm(proto + rng.normal(scale=clip_noise, size=proto.shape))}
-    write_dump(path, arrays, {"classnames": [f"c{i}" for i in range(n_cls)], "base": base, "new": new, "logit_scale": 20.0,
+    write_run_features(path, arrays, {"classnames": [f"c{i}" for i in range(n_cls)], "base": base, "new": new, "logit_scale": 20.0,
                               "shares_clip_image": True}, dtype="float32")
-    return FeatureDump(path)
+    return RunFeatures(path)
 
 
-def disagreeing_dump(tmp_path):
+def disagreeing_features(tmp_path):
     """The backbone's text features are far from the class prototypes and CLIP's are exact, so the frozen
     backbone, FDC (which learns to correct it) and PC (which can lean on CLIP) give different answers."""
-    return make_dump(tmp_path / "disagree.h5", text_noise=2.0, clip_noise=0.0, shots=16, m_test=120)
+    return make_features(tmp_path / "disagree.h5", text_noise=2.0, clip_noise=0.0, shots=16, m_test=120)
 
 
 @pytest.fixture
-def dump(tmp_path):
-    return make_dump(tmp_path / "f.h5")
+def feats(tmp_path):
+    return make_features(tmp_path / "f.h5")
 
 
 def test_parameter_count_matches_the_paper():
@@ -55,11 +55,11 @@ def test_parameter_count_matches_the_paper():
     assert round(n / 1e6, 2) == 0.13
 
 
-def test_adapters_start_at_the_backbone(dump):
-    model = FVGPTHeads([HeadsConfig()], 16, dump.logit_scale)
-    f, g = dump.test_feat, dump.text_backbone
+def test_adapters_start_at_the_backbone(feats):
+    model = FVGPTHeads([HeadsConfig()], 16, feats.logit_scale)
+    f, g = feats.test_feat, feats.text_backbone
     z_fdc = model.base_logits(f, g)[0]
-    assert torch.allclose(z_fdc, dump.logit_scale * f @ g.t(), atol=0.05)
+    assert torch.allclose(z_fdc, feats.logit_scale * f @ g.t(), atol=0.05)
 
 
 def test_frg_target_rule():
@@ -106,7 +106,7 @@ def _scalars(metrics: dict) -> dict:
 
 
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(HeadsConfig)])
-def test_stacking_equals_training_alone_for_every_field(dump, field):
+def test_stacking_equals_training_alone_for_every_field(feats, field):
     a = TRAINING.with_(**CONTEXT.get(field, {}))
     b = a.with_(**{field: _changed(field, getattr(a, field))})
     groups = stack_groups([a, b])
@@ -114,17 +114,17 @@ def test_stacking_equals_training_alone_for_every_field(dump, field):
         assert groups == [[0, 1]]
     else:
         assert groups == [[0], [1]]  # structural: the sweep trains them apart
-    alone = [train_heads(dump, [c]) for c in (a, b)]
+    alone = [train_heads(feats, [c]) for c in (a, b)]
     for members in groups:
-        model, logs = train_heads(dump, [(a, b)[i] for i in members])
-        metrics = evaluate(model, dump)
+        model, logs = train_heads(feats, [(a, b)[i] for i in members])
+        metrics = evaluate(model, feats)
         for k, i in enumerate(members):
             ref_model, ref_logs = alone[i]
             ref = member_state(ref_model, 0)
             for name, value in member_state(model, k).items():
                 assert torch.allclose(value, ref[name], atol=1e-5), (field, i, name)
             assert logs[k][-1]["loss"] == pytest.approx(ref_logs[0][-1]["loss"], rel=1e-4, abs=1e-6)
-            got, want = _scalars(metrics[k]), _scalars(evaluate(ref_model, dump)[0])
+            got, want = _scalars(metrics[k]), _scalars(evaluate(ref_model, feats)[0])
             assert got == pytest.approx(want, abs=1e-4), (field, i)
     # the change matters, so a member trained with the other's setting would be caught
     sa, sb = member_state(alone[0][0], 0), member_state(alone[1][0], 0)
@@ -134,61 +134,61 @@ def test_stacking_equals_training_alone_for_every_field(dump, field):
 @pytest.mark.parametrize("change", [dict(adapters="visual"), dict(adapter_hidden=16), dict(adapter_init=0.1),
                                     dict(frg_indicators=("cosine", "area")), dict(frg=False), dict(fdc=False),
                                     dict(lambda_d=1.0), dict(losses=("fdc_ce", "fdc_dist", "pc_ce", "pc_kl"))])
-def test_new_branch_is_independent_of_fdc_and_frg(dump, change):
-    full, _ = train_heads(dump, [TRAINING])
-    other, _ = train_heads(dump, [TRAINING.with_(**change)])
+def test_new_branch_is_independent_of_fdc_and_frg(feats, change):
+    full, _ = train_heads(feats, [TRAINING])
+    other, _ = train_heads(feats, [TRAINING.with_(**change)])
     for p, q in zip(full.brg_gate.parameters(), other.brg_gate.parameters()):
         assert torch.equal(p, q)
-    m_full, m_other = evaluate(full, dump)[0], evaluate(other, dump)[0]
+    m_full, m_other = evaluate(full, feats)[0], evaluate(other, feats)[0]
     assert m_full["fvgpt.new"] == m_other["fvgpt.new"] and m_full["gate.b_new"] == m_other["gate.b_new"]
 
 
 def test_training_improves_base_accuracy_and_losses_fall(tmp_path):
-    dump = disagreeing_dump(tmp_path)
-    untrained = evaluate(FVGPTHeads([HeadsConfig(seed=3)], 16, dump.logit_scale), dump)[0]
-    model, logs = train_heads(dump, [HeadsConfig(epochs=10, seed=3)])
+    feats = disagreeing_features(tmp_path)
+    untrained = evaluate(FVGPTHeads([HeadsConfig(seed=3)], 16, feats.logit_scale), feats)[0]
+    model, logs = train_heads(feats, [HeadsConfig(epochs=10, seed=3)])
     log = logs[0]
     assert log[0]["lr"] == 1e-5 and log[-1]["fdc_ce"] < log[1]["fdc_ce"] and log[-1]["loss"] < log[1]["loss"]
-    m = evaluate(model, dump)[0]
+    m = evaluate(model, feats)[0]
     assert m["fvgpt.base"] >= untrained["fvgpt.base"] + 20
     assert m["fvgpt.hm"] == pytest.approx(harmonic_mean(m["fvgpt.base"], m["fvgpt.new"]))
 
 
 def test_module_switches_route_the_branches(tmp_path):
-    dump = disagreeing_dump(tmp_path)
+    feats = disagreeing_features(tmp_path)
     cfgs = [HeadsConfig(epochs=6, seed=1), HeadsConfig(epochs=6, fdc=False, frg=False, seed=1),
             HeadsConfig(epochs=6, pc=False, seed=1)]
-    model, _ = train_heads(dump, cfgs)
-    m = evaluate(model, dump)
+    model, _ = train_heads(feats, cfgs)
+    m = evaluate(model, feats)
     # the branches give different accuracies on this data, so routing errors show
     assert m[0]["fvgpt.base"] != m[0]["backbone.base"] and m[0]["fvgpt.new"] != m[2]["fvgpt.new"]
     # without FDC the base branch is the frozen backbone (its logits exactly, not the untrained adapters')
     assert m[1]["fvgpt.base"] == pytest.approx(m[1]["backbone.base"])
-    fb, gb = dump.test_feat, dump.text_backbone[dump.base]
+    fb, gb = feats.test_feat, feats.text_backbone[feats.base]
     assert torch.equal(model.base_logits(fb, gb)[1], model.frozen_logits(fb, gb))
     # PC's new branch does not depend on FDC/FRG; without PC the new branch is FDC's
     assert m[0]["fvgpt.new"] == pytest.approx(m[1]["fvgpt.new"])
-    f, g = dump.test_feat, dump.text_backbone[dump.new]
-    z_new, _ = model.new_logits(f, dump.test_clip, g, dump.text_clip[dump.new])
+    f, g = feats.test_feat, feats.text_backbone[feats.new]
+    z_new, _ = model.new_logits(f, feats.test_clip, g, feats.text_clip[feats.new])
     assert torch.allclose(z_new[2], model.base_logits(f, g)[2])
     assert not torch.allclose(z_new[0], model.base_logits(f, g)[0])
 
 
-def test_a_dropped_loss_leaves_its_gate_untouched(dump):
+def test_a_dropped_loss_leaves_its_gate_untouched(feats):
     cfg = HeadsConfig(epochs=2, lr=0.5, weight_decay=0.0, losses=("fdc_ce", "fdc_dist", "pc_ce", "pc_kl"))
-    before = FVGPTHeads([cfg], 16, dump.logit_scale).frg_gate.weights[0].detach().clone()
-    model, logs = train_heads(dump, [cfg])
+    before = FVGPTHeads([cfg], 16, feats.logit_scale).frg_gate.weights[0].detach().clone()
+    model, logs = train_heads(feats, [cfg])
     assert torch.equal(model.frg_gate.weights[0].detach(), before)  # r is detached in L_dist, BCE off
     assert logs[0][-1]["frg_bce"] == 0.0
 
 
-def test_heads_never_call_clip(dump, monkeypatch):
+def test_heads_never_call_clip(feats, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a CLIP encoder was called")
 
     monkeypatch.setattr(open_clip.CLIP, "encode_image", boom)
     monkeypatch.setattr(open_clip.CLIP, "encode_text", boom)
-    train_heads(dump, [HeadsConfig(epochs=1)])
+    train_heads(feats, [HeadsConfig(epochs=1)])
 
 
 def test_shot_fraction_keeps_per_class_share():
@@ -208,10 +208,10 @@ def test_sweep_stacked_equals_sequential(tmp_path):
     from pipeline.heads.config import TABLE3
     from pipeline.heads.sweep import grid_rows, run_sweep
 
-    dump = disagreeing_dump(tmp_path)
+    feats = disagreeing_features(tmp_path)
     recipe = HeadsConfig(epochs=6)
-    stacked = run_sweep({1: dump, 2: dump}, recipe, TABLE3, stacked=True)
-    one_by_one = run_sweep({1: dump, 2: dump}, recipe, TABLE3, stacked=False)
+    stacked = run_sweep({1: feats, 2: feats}, recipe, TABLE3, stacked=True)
+    one_by_one = run_sweep({1: feats, 2: feats}, recipe, TABLE3, stacked=False)
     assert stacked.groups == 2 and one_by_one.groups == 10
     key = ["config", "seed"]
     a, b = stacked.table.set_index(key).sort_index(), one_by_one.table.set_index(key).sort_index()

@@ -207,4 +207,15 @@ def test_masks_stage_declares_only_its_own_params(project_root):
     stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]
     assert sorted(stages["masks"]["params"]) == ["masks", "seeds"]
     deps = stages["masks"]["deps"]
-    assert not any("backbone" in d or "heads" in d or "models" in d for d in deps)
+    assert not any(d.startswith(("data/backbones", "data/models", "pipeline/backbones", "pipeline/models")) or d == "pipeline/heads"
+                   for d in deps)
+
+
+def test_segmenter_settings_are_checked_by_name():
+    from pipeline.config_reader import ConfigError
+
+    with pytest.raises(ConfigError, match=r"masks\.center\.fractoin: unknown key; did you mean masks\.center\.fraction\?"):
+        create_segmenter("center", fractoin=0.3)
+    with pytest.raises(ConfigError, match=r"masks\.center\.fraction must be in \(0, 1\]"):
+        create_segmenter("center", fraction=1.5)
+    assert create_segmenter("center").fraction == 0.6  # the default lives in pipeline/config.py only

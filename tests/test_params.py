@@ -2,8 +2,7 @@
 
 import yaml
 
-from pipeline.heads.config import HeadsConfig
-from stages.heads import RUNTIME_KEYS
+from pipeline.config import load_params
 
 
 def _keys(d, prefix=""):
@@ -25,19 +24,7 @@ def test_paper_config_has_the_same_knobs(project_root):
         assert ours[section]["overrides"]["eurosat/coop"] == {"epochs": 20, "lr": 0.002}
 
 
-def test_dataset_overrides_reach_the_recipes(project_root):
-    from stages.backbone import recipe_for
-    from stages.heads import heads_config
-
-    paper = yaml.safe_load((project_root / "configs/paper.yaml").read_text())
-    recipe, _ = recipe_for(paper["backbone"], "eurosat", "coop")
-    assert (recipe.epochs, recipe.lr) == (20, 0.002)
-    assert recipe_for(paper["backbone"], "dtd", "coop")[0].lr == recipe_for(paper["backbone"], "eurosat", "kgcoop")[0].lr == 0.0035
-    heads = heads_config(paper, "eurosat", "coop", 1)
-    assert (heads.epochs, heads.lr) == (20, 0.002) and heads_config(paper, "dtd", "coop", 1).epochs == 10
-
-
-def test_every_declared_param_exists_and_heads_accept_theirs(project_root):
+def test_every_declared_param_exists(project_root):
     params = yaml.safe_load((project_root / "params.yaml").read_text())
     stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]
     keys = _keys(params)
@@ -45,4 +32,12 @@ def test_every_declared_param_exists_and_heads_accept_theirs(project_root):
         for p in stage.get("params", []):
             p = p.replace("${item.backbone}", "coop")
             assert p in keys, f"{name} declares {p}, which params.yaml lacks"
-    HeadsConfig.from_dict({k: v for k, v in params["heads"].items() if k not in RUNTIME_KEYS})
+
+
+def test_dataset_overrides_reach_the_recipes(project_root):
+    paper = load_params(project_root / "configs/paper.yaml")
+    recipe = paper.backbone.recipe("eurosat", "coop")
+    assert (recipe.epochs, recipe.lr) == (20, 0.002)
+    assert paper.backbone.recipe("dtd", "coop").lr == paper.backbone.recipe("eurosat", "kgcoop").lr == 0.0035
+    heads = paper.heads.for_run("eurosat", "coop", 1)
+    assert (heads.epochs, heads.lr, heads.seed) == (20, 0.002, 1) and paper.heads.for_run("dtd", "coop", 1).epochs == 10

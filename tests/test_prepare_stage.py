@@ -19,7 +19,7 @@ TINY = {
 
 def test_help_lists_every_stage():
     out = CliRunner().invoke(app, ["--help"]).output
-    for name in ("prepare", "masks", "pretrain", "backbone", "dump", "heads", "evaluate", "report"):
+    for name in ("prepare", "masks", "pretrain", "backbone", "features", "heads", "evaluate", "report"):
         assert name in out
 
 

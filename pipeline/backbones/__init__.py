@@ -7,6 +7,11 @@ same way; they set `shares_clip_image_encoder = False` and override
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Sequence
+
+from ..config_reader import build
+from ..datasets.templates import template_for
 from ..models import ClipModel
 from .base import Backbone, template_features
 from .coop import CoOp
@@ -16,11 +21,18 @@ from .zsclip import ZeroShotCLIP
 BACKBONES: dict[str, type[Backbone]] = {cls.name: cls for cls in (ZeroShotCLIP, CoOp, KgCoOp)}
 
 
-def create_backbone(name: str, clip: ClipModel, template: str, **cfg) -> Backbone:
+def create_backbone(name: str, clip: ClipModel, template: str, classnames: Sequence[str] = (), **settings) -> Backbone:
+    """Backbone `name` with its `backbone.<name>` settings, checked against its `Settings` dataclass."""
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
     cls = BACKBONES[name]
-    return cls(clip, template) if cls is ZeroShotCLIP else cls(clip, template, **cfg)
+    checked = build(cls.Settings, settings, f"backbone.{name}")
+    return cls(clip, template, classnames=classnames, **asdict(checked))
 
 
-__all__ = ["BACKBONES", "Backbone", "create_backbone", "template_features"]
+def backbone_template(name: str, dataset: str) -> str:
+    """The hand-written template a backbone uses on a dataset (its own table variant)."""
+    return template_for(dataset, BACKBONES[name].template_variant)
+
+
+__all__ = ["backbone_template", "BACKBONES", "Backbone", "create_backbone", "template_features"]

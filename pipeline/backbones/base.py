@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -16,7 +17,7 @@ class Backbone(torch.nn.Module):
     Gives L2-normalised image features, class text features for any list of
     class names, the logit scale, and the training objective on labelled
     images. Backbones whose image path is CLIP's own (zero-shot, CoOp,
-    KgCoOp) say so with `shares_clip_image_encoder`: the dump stage then
+    KgCoOp) say so with `shares_clip_image_encoder`: the features stage then
     encodes each image view once for all of them. Deep-prompt backbones
     (PromptSRC, MMRL) set it False and override `encode_image`.
     """
@@ -24,10 +25,17 @@ class Backbone(torch.nn.Module):
     name = "base"
     shares_clip_image_encoder = True
     needs_training = True
-    # Train-time augmentation: "resize" (resize + centre crop) or "crop_flip" (RandomResizedCrop + flip).
+    # Train-time augmentation (pipeline.images.train_transform): "resize" (Dassl's center_crop list, a squash)
+    # or "crop_flip" (RandomResizedCrop + flip).
     train_augment = "resize"
+    # Which hand-written template table its prompts and prior use (pipeline.datasets.templates).
+    template_variant = "coop"
 
-    def __init__(self, clip: ClipModel, template: str) -> None:
+    @dataclass(frozen=True)
+    class Settings:
+        """The backbone's `backbone.<name>` params section; the constructor takes these fields."""
+
+    def __init__(self, clip: ClipModel, template: str, classnames: Sequence[str] = ()) -> None:
         super().__init__()
         self.clip = clip
         self.template = template

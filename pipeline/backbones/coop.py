@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import torch
 
@@ -18,10 +19,22 @@ class CoOp(Backbone):
     name = "coop"
     train_augment = "resize"
 
+    @dataclass(frozen=True)
+    class Settings:
+        n_ctx: int = 4                      # context vectors (with ctx_init: the phrase's word count)
+        ctx_init: str = ""                  # "" = random N(0, init_std^2) init
+        init_std: float = 0.02
+        class_token_position: Literal["end", "middle", "front"] = "end"
+        csc: bool = False                   # class-specific context (cannot describe new classes)
+
+        def __post_init__(self) -> None:
+            if self.n_ctx < 1 or self.init_std <= 0:
+                raise ValueError(f"n_ctx must be >= 1 and init_std > 0, got {self.n_ctx}, {self.init_std}")
+
     def __init__(self, clip: ClipModel, template: str, n_ctx: int = 4, ctx_init: str = "",
                  class_token_position: str = "end", csc: bool = False, init_std: float = 0.02,
-                 classnames: Sequence[str] = (), **_: object) -> None:
-        super().__init__(clip, template)
+                 classnames: Sequence[str] = ()) -> None:
+        super().__init__(clip, template, classnames)
         check_text_tower(clip.model)
         if class_token_position not in POSITIONS:
             raise ValueError(f"class_token_position must be one of {POSITIONS}, got {class_token_position!r}")

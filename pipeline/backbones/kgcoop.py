@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -14,6 +15,12 @@ from .coop import CoOp
 class KgCoOp(CoOp):
     name = "kgcoop"
     train_augment = "crop_flip"
+    template_variant = "kgcoop"  # KgCoOp's released trainer uses its own DTD template
+
+    @dataclass(frozen=True)
+    class Settings(CoOp.Settings):
+        ctx_init: str = "a photo of a"
+        weight: float = 2.0                 # W in CE + W * (1 - cos); KgCoOp's paper uses 8.0
 
     def __init__(self, clip: ClipModel, template: str, weight: float = 2.0, ctx_init: str = "a photo of a", **cfg) -> None:
         super().__init__(clip, template, ctx_init=ctx_init, **cfg)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,12 +20,7 @@ META_FILE = "meta.json"
 LOG_FILE = "train_log.csv"
 
 
-@dataclass(frozen=True)
-class TrainRecipe(SGDRecipe):
-    precision: str = "bf16"
-
-
-def train(backbone: Backbone, loader: torch.utils.data.DataLoader, classnames: Sequence[str], recipe: TrainRecipe,
+def train(backbone: Backbone, loader: torch.utils.data.DataLoader, classnames: Sequence[str], recipe: SGDRecipe,
           device: torch.device, advance: Callable[[int], None] | None = None) -> list[dict]:
     """SGD on the backbone's learnable parameters; one log row per epoch."""
     params = [p for p in backbone.parameters() if p.requires_grad]
@@ -40,7 +34,7 @@ def train(backbone: Backbone, loader: torch.utils.data.DataLoader, classnames: S
         n = 0
         for images, labels in loader:
             images, labels = images.to(device), labels.to(device)
-            with autocast(device, recipe.precision):
+            with autocast(device, getattr(recipe, "precision", "bf16")):
                 with torch.no_grad():
                     feats = backbone.encode_image(images)
                 loss, parts = backbone.loss(feats, labels, classnames)

@@ -49,6 +49,14 @@ class SyntheticSpec:
     n_shapes: int = 8
     n_colours: int = 5
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.spurious <= 1:
+            raise ValueError(f"prepare.synthetic.spurious must be in [0, 1], got {self.spurious}")
+        if not (1 <= self.n_shapes <= len(SHAPES) and 1 <= self.n_colours <= len(COLOURS)):
+            raise ValueError(f"prepare.synthetic: n_shapes in 1..{len(SHAPES)}, n_colours in 1..{len(COLOURS)}")
+        if min(self.train_per_class, self.test_per_class) < 1 or self.val_per_class < 0 or self.image_size < 16:
+            raise ValueError("prepare.synthetic: train/test_per_class >= 1, val_per_class >= 0, image_size >= 16")
+
 
 def class_names(n_shapes: int = len(SHAPES), n_colours: int = len(COLOURS)) -> list[str]:
     return [f"{c} {s}" for s in SHAPES[:n_shapes] for c in list(COLOURS)[:n_colours]]

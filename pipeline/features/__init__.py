@@ -1,1 +1,1 @@
-"""Frozen features on disk: per-dataset image encodings and per-backbone dump files."""
+"""Frozen features on disk: per-dataset image encodings and per-run feature files (what the heads read)."""

@@ -1,7 +1,7 @@
 """Image encodings of one dataset: every training view and test image, encoded once.
 
 Backbones that leave CLIP's image encoder untouched (zero-shot, CoOp,
-KgCoOp) share these tensors; their dump files copy the rows they need.
+KgCoOp) share these tensors; their per-run feature files copy the rows they need.
 Written chunk by chunk into a pre-sized `.partial` HDF5 file whose
 `done_train`/`done_test` attrs mark committed prefixes, so a killed run
 resumes where it stopped; the final name appears only when complete.
@@ -20,13 +20,10 @@ import numpy as np
 import torch
 
 from ..atomic import partial_path
+from .schema import FeatureFileError, check_schema
 from .views_dataset import ImageViews
 
 SCHEMA = 1
-
-
-class FeatureFileError(ValueError):
-    """A feature file is missing, truncated, or from another schema."""
 
 
 @dataclass
@@ -152,9 +149,3 @@ class EncodedViews:
             raise FeatureFileError(f"{self.path} has no views of {len(missing)} training images, e.g. {missing[:3]}; "
                                    "re-run the encode stage for the current seeds")
         return np.asarray([index[p] for p in impaths], dtype=np.int64)
-
-
-def check_schema(f: h5py.File, path: Path, schema: int) -> None:
-    found = f.attrs.get("schema")
-    if found != schema:
-        raise FeatureFileError(f"{path}: schema version {found}, this pipeline reads {schema}; re-run the stage that wrote it")

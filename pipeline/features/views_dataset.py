@@ -50,3 +50,17 @@ class ImageViews(torch.utils.data.Dataset):
             fgs.append(fg if fg is not None else torch.zeros_like(x))
             areas.append(a)
         return torch.stack(fulls), torch.stack(fgs), torch.tensor(areas, dtype=torch.float32), mask is not None
+
+
+def view_sets(prepared, masks: MaskStore, seeds: Sequence[int], cfg, size: int, mean, std) -> tuple[ImageViews, ImageViews]:
+    """The few-shot base training images of every seed (`cfg.views` views each) and all test images (one view).
+
+    `cfg` is the `encode` section (pipeline.config.EncodeConfig).
+    """
+    train_paths = sorted(prepared.fewshot_union(list(seeds)).impath)
+    test_paths = list(dict.fromkeys(prepared.test().impath))
+    common = dict(size=size, mean=mean, std=std, fill=cfg.fill, seed=cfg.seed)
+    train = ImageViews(prepared.root, train_paths, masks, views=cfg.views, train=True, crop_scale=tuple(cfg.crop_scale),
+                       **common)
+    test = ImageViews(prepared.root, test_paths, masks, train=False, require_masks=False, **common)
+    return train, test

@@ -1,6 +1,6 @@
 """Every FVG-PT head setting, including each ablation of the paper, as one flat config.
 
-Defaults follow METHOD.md (the authors' values where the paper gives them,
+Defaults follow docs/method.md (the authors' values where the paper gives them,
 ours where it is silent, each named there). A config's `structure` decides
 which configs can be trained together, stacked, in one process.
 """

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..features.dump import FeatureDump
+from ..features.run_features import RunFeatures
 from .model import FVGPTHeads
 from .signals import kl, log_probs
 
 
 def harmonic_mean(base: float, new: float) -> float:
+    """HM = 2 B N / (B + N) (Sec. 4.1)."""
     return 2 * base * new / (base + new) if base + new > 0 else 0.0
 
 
@@ -23,23 +24,28 @@ def _local_labels(labels: torch.Tensor, classes: list[int]) -> torch.Tensor:
     return torch.tensor([lookup[int(y)] for y in labels], dtype=torch.long, device=labels.device)
 
 
+def shift_index(z_full: torch.Tensor, z_fg: torch.Tensor, tau: float) -> float:
+    """The foreground shift index (Supp. A.1): D_fg = KL(p_full || p_fg) at tau_d, averaged over images."""
+    return float(kl(log_probs(z_full, tau), log_probs(z_fg, tau)).mean())
+
+
 def _triple(base: float, new: float) -> dict:
     return {"base": base, "new": new, "hm": harmonic_mean(base, new)}
 
 
 @torch.no_grad()
-def evaluate(model: FVGPTHeads, dump: FeatureDump) -> list[dict]:
+def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
     """One metrics dict per stacked member (clip/backbone entries are the same for all)."""
     device = next(model.parameters()).device
-    s = dump.logit_scale
+    s = feats.logit_scale
     out = {}
-    for subset, classes in (("base", dump.base), ("new", dump.new)):
-        mask = dump.test_subset == (0 if subset == "base" else 1)
+    for subset, classes in (("base", feats.base), ("new", feats.new)):
+        mask = feats.test_subset == (0 if subset == "base" else 1)
         cls = torch.tensor(classes)
-        out[subset] = dict(f=dump.test_feat[mask].to(device), f_clip=dump.test_clip[mask].to(device),
-                           f_fg=dump.test_feat_fg[mask].to(device), has_fg=dump.test_has_fg[mask].to(device),
-                           y=_local_labels(dump.test_label[mask], classes).to(device),
-                           g=dump.text_backbone[cls].to(device), g_clip=dump.text_clip[cls].to(device))
+        out[subset] = dict(f=feats.test_feat[mask].to(device), f_clip=feats.test_clip[mask].to(device),
+                           f_fg=feats.test_feat_fg[mask].to(device), has_fg=feats.test_has_fg[mask].to(device),
+                           y=_local_labels(feats.test_label[mask], classes).to(device),
+                           g=feats.text_backbone[cls].to(device), g_clip=feats.text_clip[cls].to(device))
     b, n = out["base"], out["new"]
     acc = {name: {k: _acc((s * d["f" if name == "backbone" else "f_clip"]
                            @ d["g" if name == "backbone" else "g_clip"].t()).argmax(-1), d["y"])
@@ -47,10 +53,10 @@ def evaluate(model: FVGPTHeads, dump: FeatureDump) -> list[dict]:
     z_base = model.base_logits(b["f"], b["g"])
     z_new, b_new = model.new_logits(n["f"], n["f_clip"], n["g"], n["g_clip"])
     _, b_base = model.new_logits(b["f"], b["f_clip"], b["g"], b["g_clip"])
-    shared = bool(dump.attrs.get("shares_clip_image", True))
+    shared = bool(feats.attrs.get("shares_clip_image", True))
 
-    r_train = model.train_gate(dump.feat_full.to(device), dump.feat_fg.to(device), dump.area.to(device),
-                               dump.text_backbone[torch.tensor(dump.base)].to(device))
+    r_train = model.train_gate(feats.feat_full.to(device), feats.feat_fg.to(device), feats.area.to(device),
+                               feats.text_backbone[torch.tensor(feats.base)].to(device))
     results = []
     for k, cfg in enumerate(model.configs):
         tau = cfg.tau_d
@@ -70,7 +76,7 @@ def evaluate(model: FVGPTHeads, dump: FeatureDump) -> list[dict]:
                 continue
             f, f_fg = d["f"][keep], d["f_fg"][keep]
             z_bb, z_bb_fg = s * f @ d["g"].t(), s * f_fg @ d["g"].t()
-            row[f"shift.backbone.{subset}"] = float(kl(log_probs(z_bb, tau), log_probs(z_bb_fg, tau)).mean())
+            row[f"shift.backbone.{subset}"] = shift_index(z_bb, z_bb_fg, tau)
             if subset == "base":
                 z, z_fg = model.base_logits(f, d["g"])[k], model.base_logits(f_fg, d["g"])[k]
             elif shared:
@@ -78,6 +84,6 @@ def evaluate(model: FVGPTHeads, dump: FeatureDump) -> list[dict]:
                 z_fg = model.new_logits(f_fg, f_fg, d["g"], d["g_clip"])[0][k]
             else:
                 continue
-            row[f"shift.fvgpt.{subset}"] = float(kl(log_probs(z, tau), log_probs(z_fg, tau)).mean())
+            row[f"shift.fvgpt.{subset}"] = shift_index(z, z_fg, tau)
         results.append(row)
     return results

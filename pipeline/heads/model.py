@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import LOSSES, HeadsConfig
-from .signals import brg_inputs, frg_inputs, frg_target, kl, log_probs
+from .losses import base_loss, distillation_loss, fdc_ce, frg_bce, pc_loss
+from .signals import brg_inputs, frg_inputs, frg_target, log_probs
 from .stacked import StackedAdapter, StackedMLP
 
 
@@ -72,21 +73,25 @@ class FVGPTHeads(torch.nn.Module):
         return self.text_adapter(g) if self.text_adapter is not None else F.normalize(g, dim=-1)
 
     def fdc_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """z_FDC [K, B, C] from image features f [K, B, D] and class features g [C, D]."""
+        """z_FDC, Eq. (8): s_FDC f~ . g~ [K, B, C] from image features f [K, B, D] and class features g [C, D]."""
         return self.fdc_scale.view(-1, 1, 1) * torch.bmm(self.visual_adapter(f), self.adapt_text(g).transpose(1, 2))
 
     def frozen_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """z = s f . g of a frozen model: the backbone's z_full, or CLIP's z_CLIP, Eq. (11), with CLIP's features."""
         return self.logit_scale * f @ g.t()
 
     def trust_score(self, logp_full, logp_fg, area) -> torch.Tensor:
+        """FRG's trust score r = sigmoid(MLP(u)) (Sec. 3.2) with u of Eq. (5), [K, B]."""
         u = frg_inputs(logp_full, logp_fg, area, self.configs[0].frg_indicators)
         return torch.sigmoid(self.frg_gate(u)).squeeze(-1)
 
     def backbone_gate(self, logp_full, logp_clip) -> torch.Tensor:
+        """BRG's weight b = sigmoid(MLP(s)) (Sec. 3.4) with s of Eq. (13), [K, B]."""
         s = brg_inputs(logp_full, logp_clip, self.configs[0].brg_indicators)
         return torch.sigmoid(self.brg_gate(s)).squeeze(-1)
 
     def prior_calibrated(self, z_full, z_clip) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_PC = (1 - b) z_full + b z_CLIP, Eq. (12), and b."""
         tau = self._tau()
         b = self.backbone_gate(log_probs(z_full, tau), log_probs(z_clip, tau))
         return (1 - b).unsqueeze(-1) * z_full + b.unsqueeze(-1) * z_clip, b
@@ -104,7 +109,8 @@ class FVGPTHeads(torch.nn.Module):
 
     # --- training -----------------------------------------------------------
     def losses(self, f_full, f_fg, f_clip, area, y, g, g_clip) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per-member losses for one batch: inputs [K, B, ...]; g, g_clip [C_base, D]. Returns (sum, parts [K])."""
+        """L = L_base + lambda_new L_PC (Sec. 3.4) per member for one batch: inputs [K, B, ...]; g, g_clip
+        [C_base, D]. Returns (the sum over members, to backpropagate; the terms per member [K])."""
         tau = self._tau()
         z_full, z_fg = self.frozen_logits(f_full, g), self.frozen_logits(f_fg, g)
         z_clip = self.frozen_logits(f_clip, g_clip)
@@ -116,18 +122,16 @@ class FVGPTHeads(torch.nn.Module):
         r_used = self.distillation_weight(r, trusted)
 
         z_fdc = self.fdc_logits(f_full, g)
-        lp_fdc = log_probs(z_fdc, tau)
-        dist = (r_used * kl(lp_fg, lp_fdc) + (1 - r_used) * kl(lp_full, lp_fdc)).mean(1) * self.kl_scale
-        ce_fdc = F.cross_entropy(z_fdc.transpose(1, 2), y, reduction="none").mean(1)
-        bce = F.binary_cross_entropy(r.clamp(1e-6, 1 - 1e-6), r_star, reduction="none").mean(1)
+        dist = distillation_loss(lp_fg, lp_full, log_probs(z_fdc, tau), r_used, self.kl_scale)
+        ce_fdc = fdc_ce(z_fdc, y)
+        bce = frg_bce(r, r_star)
 
         z_pc, b = self.prior_calibrated(z_full, z_clip)
-        pc_ce = F.cross_entropy(z_pc.transpose(1, 2), y, reduction="none").mean(1)
-        pc_kl = kl(lp_clip, log_probs(z_pc, tau)).mean(1) * self.kl_scale
+        pc_ce, pc_kl = pc_loss(z_pc, y, lp_clip, tau, self.kl_scale)
 
-        terms = torch.stack([ce_fdc, bce, dist, pc_ce, pc_kl], 1) * self.loss_weights
-        total = (terms[:, 0] + self.lambda_frg * terms[:, 1] + self.lambda_d * terms[:, 2]
-                 + self.lambda_new * (terms[:, 3] + terms[:, 4]))
+        terms = torch.stack([ce_fdc, bce, dist, pc_ce, pc_kl], 1) * self.loss_weights  # the switches of Table 12
+        l_base = base_loss(terms[:, 0], terms[:, 1], terms[:, 2], self.lambda_frg, self.lambda_d)
+        total = l_base + self.lambda_new * (terms[:, 3] + terms[:, 4])
         parts = {"loss": total, **{name: terms[:, i] for i, name in enumerate(LOSSES)},
                  "r": r.mean(1), "b": b.mean(1), "r_star": r_star.mean(1)}
         return total.sum(), {k: v.detach() for k, v in parts.items()}
@@ -135,7 +139,7 @@ class FVGPTHeads(torch.nn.Module):
     # --- inference ----------------------------------------------------------
     @torch.no_grad()
     def base_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """[K, M, C]: z_FDC where FDC is on, the frozen backbone's logits where it is off."""
+        """Inference on base classes (Fig. 3), [K, M, C]: z_FDC where FDC is on, the frozen backbone's where it is off."""
         fk = f.unsqueeze(0).expand(self.k, -1, -1)
         z_fdc = self.fdc_logits(fk, g)
         fdc_on = torch.tensor([c.fdc for c in self.configs], device=f.device).view(-1, 1, 1)
@@ -143,7 +147,7 @@ class FVGPTHeads(torch.nn.Module):
 
     @torch.no_grad()
     def new_logits(self, f: torch.Tensor, f_clip: torch.Tensor, g: torch.Tensor, g_clip: torch.Tensor):
-        """[K, M, C] new-branch logits and b [K, M]: z_PC with PC on; without PC the base branch on new classes."""
+        """Inference on new classes (Fig. 3), [K, M, C], and b [K, M]: z_PC with PC on; without PC the base branch."""
         z_full = self.frozen_logits(f, g).unsqueeze(0).expand(self.k, -1, -1)
         z_clip = self.frozen_logits(f_clip, g_clip).unsqueeze(0).expand(self.k, -1, -1)
         z_pc, b = self.prior_calibrated(z_full, z_clip)

@@ -1,4 +1,4 @@
-"""Many head configurations on one cached dump, trained stacked in one process."""
+"""Many head configurations on one cached feats, trained stacked in one process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from ..features.dump import FeatureDump
+from ..features.run_features import RunFeatures
 from ..report.tables import average_runs
 from .config import HeadsConfig
 from .evaluate import evaluate
@@ -46,20 +46,20 @@ class SweepResult:
     groups: int
 
 
-def run_sweep(dumps: dict[int, FeatureDump], base: HeadsConfig, rows: dict[str, dict], device="cpu", stacked: bool = True,
+def run_sweep(features_by_seed: dict[int, RunFeatures], base: HeadsConfig, rows: dict[str, dict], device="cpu", stacked: bool = True,
               advance: Callable[[int], None] | None = None) -> SweepResult:
     """Train every row x seed; rows sharing a structure train as one stacked model when `stacked`."""
     records = []
     groups = 0
     t0 = time.perf_counter()
-    for seed, dump in dumps.items():
+    for seed, feats in features_by_seed.items():
         names, configs = list(rows), [base.with_(**changes, seed=seed) for changes in rows.values()]
         for members in stack_groups(configs) if stacked else [[i] for i in range(len(configs))]:
             groups += 1
             torch.manual_seed(seed)
-            model, _ = train_heads(dump, [configs[i] for i in members], device)
+            model, _ = train_heads(feats, [configs[i] for i in members], device)
             names_here = [names[i] for i in members]
-            for name, metrics in zip(names_here, evaluate(model, dump)):
+            for name, metrics in zip(names_here, evaluate(model, feats)):
                 records.append({"config": name, "seed": seed, **{k: metrics[k] for k in METRIC_COLUMNS}})
             if advance:
                 advance(len(members))

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..features.dump import FeatureDump
+from ..features.run_features import RunFeatures
 from ..schedule import epoch_lr
 from .config import HeadsConfig
 from .model import FVGPTHeads
@@ -33,18 +33,18 @@ def stack_groups(configs: Sequence[HeadsConfig]) -> list[list[int]]:
     return list(groups.values())
 
 
-def train_heads(dump: FeatureDump, configs: Sequence[HeadsConfig], device: torch.device | str = "cpu",
+def train_heads(feats: RunFeatures, configs: Sequence[HeadsConfig], device: torch.device | str = "cpu",
                 advance: Callable[[int], None] | None = None) -> tuple[FVGPTHeads, list[list[dict]]]:
     """Train K configs of one structure together. Returns the heads and, per member, one log row per epoch."""
     device = torch.device(device)
     c0 = configs[0]
-    model = FVGPTHeads(configs, dump.feat_full.shape[-1], dump.logit_scale).to(device)
-    feat_full, feat_fg = dump.feat_full.to(device), dump.feat_fg.to(device)
-    feat_clip, area, labels = dump.train_clip_full.to(device), dump.area.to(device), dump.train_label.to(device)
-    base = torch.tensor(dump.base, device=device)
-    g, g_clip = dump.text_backbone[base.cpu()].to(device), dump.text_clip[base.cpu()].to(device)
+    model = FVGPTHeads(configs, feats.feat_full.shape[-1], feats.logit_scale).to(device)
+    feat_full, feat_fg = feats.feat_full.to(device), feats.feat_fg.to(device)
+    feat_clip, area, labels = feats.train_clip_full.to(device), feats.area.to(device), feats.train_label.to(device)
+    base = torch.tensor(feats.base, device=device)
+    g, g_clip = feats.text_backbone[base.cpu()].to(device), feats.text_clip[base.cpu()].to(device)
     gens = [torch.Generator().manual_seed(c.seed) for c in configs]
-    subsets = [shot_subset(dump.train_label, c.shot_fraction, gen) for c, gen in zip(configs, gens)]
+    subsets = [shot_subset(feats.train_label, c.shot_fraction, gen) for c, gen in zip(configs, gens)]
     n = len(subsets[0])
     opt = torch.optim.SGD(model.parameters(), lr=c0.lr, momentum=c0.momentum, weight_decay=c0.weight_decay)
     logs: list[list[dict]] = [[] for _ in configs]

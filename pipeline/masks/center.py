@@ -10,9 +10,7 @@ from .base import MaskRequest, Segmenter
 class CenterBox(Segmenter):
     name = "center"
 
-    def __init__(self, fraction: float = 0.6, **_: object) -> None:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"masks.center.fraction must be in (0, 1], got {fraction}")
+    def __init__(self, fraction: float) -> None:
         self.fraction = fraction
 
     def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:

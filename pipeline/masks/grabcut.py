@@ -11,7 +11,7 @@ from .base import MaskRequest, Segmenter
 class GrabCut(Segmenter):
     name = "grabcut"
 
-    def __init__(self, margin: float = 0.1, iterations: int = 5, max_side: int = 320, **_: object) -> None:
+    def __init__(self, margin: float, iterations: int, max_side: int) -> None:
         self.margin, self.iterations, self.max_side = margin, iterations, max_side
 
     def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:

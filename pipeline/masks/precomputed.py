@@ -43,8 +43,8 @@ def binarise(im: Image.Image, threshold: float | str = "auto") -> np.ndarray:
 class Precomputed(Segmenter):
     name = "precomputed"
 
-    def __init__(self, mask_dir: str = "mask", image_dir: str = "", strip_image_dir: bool = True,
-                 extension: str = "", threshold: float | str = "auto", **_: object) -> None:
+    def __init__(self, mask_dir: str, strip_image_dir: bool, extension: str, threshold: float | str,
+                 image_dir: str = "") -> None:
         if threshold != "auto" and not isinstance(threshold, (int, float)):
             raise ValueError(f"masks.precomputed.threshold must be auto or a number, got {threshold!r}")
         self.mask_dir, self.image_dir = mask_dir, image_dir.strip("/")
@@ -76,8 +76,8 @@ class GroundTruth(Precomputed):
 
     name = "groundtruth"
 
-    def __init__(self, **_: object) -> None:
-        super().__init__(mask_dir="mask", image_dir="images", strip_image_dir=True, threshold=127)
+    def __init__(self) -> None:
+        super().__init__(mask_dir="mask", strip_image_dir=True, extension="", threshold=127, image_dir="images")
 
     def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:
         if request.dataset and request.dataset != "synthetic":

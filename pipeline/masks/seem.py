@@ -43,7 +43,7 @@ def prompt_for(dataset: str, classname: str) -> str:
 class Seem(Segmenter):
     name = "seem"
 
-    def __init__(self, checkpoint: str = "", config: str = "", device: str = "auto", **_: object) -> None:
+    def __init__(self, checkpoint: str, config: str, device: str = "auto") -> None:
         if not checkpoint or not config:
             raise ValueError("masks.seem.checkpoint and masks.seem.config must be set. " + INSTALL)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -11,13 +12,13 @@ SYSTEMS = ("clip", "backbone", "fvgpt")
 SPLITS = ("base", "new", "hm")
 
 
-def collect(metrics_root: Path, datasets, backbones, seeds) -> pd.DataFrame:
-    """One row per existing run with every scalar metric."""
+def collect(metrics_path: Callable[[str, str, int], Path], datasets, backbones, seeds) -> pd.DataFrame:
+    """One row per existing run with every scalar metric; `metrics_path(dataset, backbone, seed)` locates a run."""
     rows = []
     for d in datasets:
         for b in backbones:
             for s in seeds:
-                path = Path(metrics_root) / d / b / f"seed{s}.json"
+                path = Path(metrics_path(d, b, s))
                 if path.is_file():
                     m = json.loads(path.read_text())
                     rows.append({"dataset": d, "backbone": b, "seed": s,

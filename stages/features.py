@@ -1,4 +1,4 @@
-"""dump: one feature file per (dataset, backbone, seed) with everything the FVG-PT heads need."""
+"""features: one feature file per (dataset, backbone, seed) with everything the FVG-PT heads need."""
 
 from __future__ import annotations
 
@@ -8,41 +8,42 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.backbones import template_features, tuning
+from pipeline.backbones import backbone_template, template_features, tuning
+from pipeline.config import to_plain
 from pipeline.device import pick_device
-from pipeline.features.dump import write_dump
+from pipeline.features.run_features import write_run_features
 from pipeline.features.encoded import EncodedViews, encode_views
 from pipeline.features.encoder import image_encoder
+from pipeline.features.views_dataset import view_sets
 from pipeline.fingerprint import fingerprint
 from pipeline.manifest import read_prepared
+from pipeline.models import clip_of
 from pipeline.masks.store import MaskStore
+from pipeline.paths import backbone_dir, encoded_path, features_path, masks_path, prepared_dir
 
-from ._common import (backbone_dir, backbone_template, clip_from_params, encoded_path, features_path, load_params,
-                      masks_path, prepared_dir, progress_bar, section)
-from .encode import view_sets
+from ._common import progress_bar, start
 
 
 def _own_encodings(dataset, prepared, params, backbone, clip, device) -> EncodedViews:
     """Encode the views with the backbone's own image path (deep-prompt backbones)."""
-    cfg = section(params, "encode")
-    train, test = view_sets(prepared, MaskStore(masks_path(dataset)), [int(s) for s in params["seeds"]], cfg,
-                            clip.image_size, clip.mean, clip.std)
-    encode = image_encoder(backbone.encode_image, device, cfg.get("precision", "bf16"), bool(cfg.get("channels_last", True)),
-                           int(cfg.get("batch_size", 256)))
+    cfg, runtime = params.encode, params.runtime
+    train, test = view_sets(prepared, MaskStore(masks_path(dataset)), params.seeds, cfg, clip.image_size, clip.mean,
+                            clip.std)
+    encode = image_encoder(backbone.encode_image, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size)
     path = Path(tempfile.mkdtemp()) / "own.h5"
     with progress_bar(f"encode ({backbone.name})", len(train) + len(test)) as advance:
         encode_views(path, train, test, encode, clip.embed_dim, {"fingerprint": "own"}, "float32",
-                     int(cfg.get("batch_images", 32)), int(cfg.get("workers", 0)), advance)
+                     runtime.encode_batch_images, runtime.encode_workers, advance)
     return EncodedViews(path)
 
 
 def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
-    params = load_params(params_file)
-    cfg = section(params, "dump")
-    device = pick_device(section(params, "encode").get("device", "auto"))
+    params = start(params_file)
+    cfg = params.features
+    device = pick_device(params.runtime.device)
     prepared = read_prepared(prepared_dir(dataset))
-    clip = clip_from_params(params, device)
-    model = tuning.load(backbone_dir(dataset, backbone, seed), clip, backbone_template(prepared, backbone))
+    clip = clip_of(params, device)
+    model = tuning.load(backbone_dir(dataset, backbone, seed), clip, backbone_template(backbone, prepared.classes["dataset"]))
     shared = model.shares_clip_image_encoder
     clip_views = EncodedViews(encoded_path(dataset))
     views = clip_views if shared else _own_encodings(dataset, prepared, params, model, clip, device)
@@ -71,9 +72,9 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
     attrs = {"dataset": dataset, "backbone": backbone, "seed": seed, "classnames": classnames,
              "base": prepared.classes["base"], "new": prepared.classes["new"], "logit_scale": model.logit_scale,
              "clip_model": clip.name, "shares_clip_image": shared, "encoded_fingerprint": clip_views.attrs["fingerprint"],
-             "params_fingerprint": fingerprint({"clip": params.get("clip"), "dump": cfg})}
+             "params_fingerprint": fingerprint({"clip": to_plain(params.clip), "features": to_plain(cfg)})}
     out = features_path(dataset, backbone, seed)
-    write_dump(out, arrays, attrs, cfg.get("dtype", "float16"))
+    write_run_features(out, arrays, attrs, cfg.dtype)
     v, n, d = arrays["train/feat_full"].shape
     print(f"dumped {dataset}/{backbone}/seed{seed}: {n} training images x {v} views, {len(test)} test images, "
           f"{len(classnames)} classes, D={d} -> {out}" + ("" if shared else " (own image encodings)"))

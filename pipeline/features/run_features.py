@@ -1,6 +1,6 @@
 """The per-(dataset, backbone, seed) feature file FVG-PT's heads train on.
 
-Layout (DESIGN.md): `train/feat_full|feat_fg [V, N, D]`, `train/area [V, N]`,
+Layout (docs/design.md): `train/feat_full|feat_fg [V, N, D]`, `train/area [V, N]`,
 `train/label [N]` (base labels re-indexed 0..B-1); `test/feat [M, D]`,
 `test/label [M]` (dataset labels), `test/subset [M]` (0 base, 1 new),
 `test/feat_fg`, `test/area`, `test/has_fg`; `text/backbone [C, D]` and
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from .encoded import FeatureFileError, check_schema
+from .schema import FeatureFileError, check_schema
 
 SCHEMA = 1
 IMAGE_FEATURES = ("train/feat", "test/feat", "train/clip", "test/clip")
@@ -27,7 +27,7 @@ REQUIRED = ("train/feat_full", "train/feat_fg", "train/area", "train/label", "te
             "test/feat_fg", "test/area", "test/has_fg", "text/backbone", "text/clip")
 
 
-def write_dump(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, dtype: str = "float16") -> None:
+def write_run_features(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, dtype: str = "float16") -> None:
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for key, value in arrays.items():
@@ -41,27 +41,27 @@ def write_dump(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, dty
             f.attrs["schema"] = SCHEMA
 
 
-class FeatureDump:
+class RunFeatures:
     """Everything the heads and evaluation read, as float32 tensors, validated on open."""
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FeatureFileError(f"{self.path} not found: run the dump stage (`dvc repro dump`) first")
+            raise FeatureFileError(f"{self.path} not found: run the features stage (`dvc repro features`) first")
         try:
             f = h5py.File(self.path, "r")
         except OSError as err:
-            raise FeatureFileError(f"{self.path} is not a readable HDF5 file (truncated?): {err}; re-run the dump stage") from err
+            raise FeatureFileError(f"{self.path} is not a readable HDF5 file (truncated?): {err}; re-run the features stage") from err
         with f:
             check_schema(f, self.path, SCHEMA)
             absent = [k for k in REQUIRED if k not in f]
             if absent:
-                raise FeatureFileError(f"{self.path} lacks {absent}; re-run the dump stage")
+                raise FeatureFileError(f"{self.path} lacks {absent}; re-run the features stage")
             self.attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in f.attrs.items()}
             try:
                 arrays = {k: f[k][:] for k in REQUIRED + ("train/clip_full", "test/clip") if k in f}
             except OSError as err:
-                raise FeatureFileError(f"{self.path} is truncated ({err}); re-run the dump stage") from err
+                raise FeatureFileError(f"{self.path} is truncated ({err}); re-run the features stage") from err
         t = {k: torch.from_numpy(v.astype(np.float32) if v.dtype.kind == "f" else v.astype(np.int64)).to(device)
              for k, v in arrays.items()}
         for k in t:
@@ -99,4 +99,4 @@ class FeatureDump:
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
-            raise FeatureFileError(f"{self.path} is inconsistent: {'; '.join(bad)}; re-run the dump stage")
+            raise FeatureFileError(f"{self.path} is inconsistent: {'; '.join(bad)}; re-run the features stage")

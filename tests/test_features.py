@@ -1,4 +1,4 @@
-"""encode + dump on the tiny model and tiny synthetic data."""
+"""encode + features on the tiny model and tiny synthetic data."""
 
 import logging
 
@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.features.dump import FeatureDump
+from pipeline.features.run_features import RunFeatures
+from pipeline.config import EncodeConfig
+from pipeline.features.views_dataset import view_sets
 from pipeline.features.encoded import EncodedViews, FeatureFileError, encode_views
 from pipeline.images import load_rgb
 from pipeline.masks.store import MaskStore
 from pipeline.manifest import read_prepared
 from pipeline.models import load_clip
 from pipeline.views import train_view, view_rng
-from stages import backbone, dump, encode, masks, prepare
+from stages import backbone, encode, features, masks, prepare
 from tests.tiny_project import write_params
 
 logging.getLogger().setLevel(logging.ERROR)
@@ -65,16 +67,16 @@ def test_shared_encoder_encodes_each_view_once(in_project, monkeypatch):
     enc = EncodedViews("data/encoded/synthetic.h5")
     assert n_encode == 2 * (2 * len(enc.train_paths) + len(enc.test_paths))  # full + fg, V=2 train views
     calls.clear()
-    dump.run("synthetic", "zsclip", 1)
-    dump.run("synthetic", "coop", 1)
+    features.run("synthetic", "zsclip", 1)
+    features.run("synthetic", "coop", 1)
     assert sum(calls) == 0  # the second backbone re-encodes nothing
-    a, b = FeatureDump("data/features/synthetic/zsclip/seed1.h5"), FeatureDump("data/features/synthetic/coop/seed1.h5")
+    a, b = RunFeatures("data/features/synthetic/zsclip/seed1.h5"), RunFeatures("data/features/synthetic/coop/seed1.h5")
     assert torch.equal(a.feat_full, b.feat_full) and not torch.equal(a.text_backbone, b.text_backbone)
     assert torch.equal(a.text_backbone, a.text_clip)  # zero-shot: the backbone is CLIP with the template
 
 
 def test_shapes_dtypes_and_labels(in_project):
-    d = FeatureDump("data/features/synthetic/coop/seed1.h5")
+    d = RunFeatures("data/features/synthetic/coop/seed1.h5")
     prep = read_prepared("data/prepared/synthetic")
     n_train = len(prep.fewshot_train(1))
     assert d.feat_full.shape == (2, n_train, 32) and d.area.shape == (2, n_train)
@@ -119,7 +121,7 @@ def test_foreground_view_is_the_masked_image(in_project):
 def _views(in_project):
     prep = read_prepared("data/prepared/synthetic")
     clip = load_clip("fvgpt-test-rn", "")
-    train, test = encode.view_sets(prep, MaskStore("data/masks/synthetic.h5"), [1], {"views": 2}, 32, clip.mean, clip.std)
+    train, test = view_sets(prep, MaskStore("data/masks/synthetic.h5"), [1], EncodeConfig(views=2), 32, clip.mean, clip.std)
     return clip, train, test
 
 
@@ -154,14 +156,14 @@ def test_reader_rejects_truncated_and_wrong_schema(in_project, tmp_path):
     blob = src.read_bytes()
     (tmp_path / "cut.h5").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(FeatureFileError, match="cut.h5"):
-        FeatureDump(tmp_path / "cut.h5")
+        RunFeatures(tmp_path / "cut.h5")
     (tmp_path / "old.h5").write_bytes(blob)
     with h5py.File(tmp_path / "old.h5", "a") as f:
         f.attrs["schema"] = 99
     with pytest.raises(FeatureFileError, match="schema version 99"):
-        FeatureDump(tmp_path / "old.h5")
-    with pytest.raises(FeatureFileError, match="dvc repro dump"):
-        FeatureDump(tmp_path / "absent.h5")
+        RunFeatures(tmp_path / "old.h5")
+    with pytest.raises(FeatureFileError, match="dvc repro features"):
+        RunFeatures(tmp_path / "absent.h5")
 
 
 def test_backbone_stage_is_deterministic_on_cpu(in_project):
@@ -179,9 +181,9 @@ def test_backbone_with_its_own_image_path_encodes_itself(in_project, monkeypatch
     encode.run("synthetic")
     monkeypatch.setattr(CoOp, "shares_clip_image_encoder", False)
     calls = count_encodes(monkeypatch)
-    dump.run("synthetic", "coop", 1)
+    features.run("synthetic", "coop", 1)
     assert sum(calls) > 0  # it ran the (here: unchanged) image path itself
-    d = FeatureDump("data/features/synthetic/coop/seed1.h5")
+    d = RunFeatures("data/features/synthetic/coop/seed1.h5")
     assert d.attrs["shares_clip_image"] in (False, 0)
     with h5py.File("data/features/synthetic/coop/seed1.h5") as f:
         assert "train/clip_full" in f and "test/clip" in f
@@ -189,7 +191,7 @@ def test_backbone_with_its_own_image_path_encodes_itself(in_project, monkeypatch
     assert torch.allclose(d.feat_full, d.train_clip_full, atol=2e-3)
     assert torch.allclose(d.test_feat, d.test_clip, atol=2e-3)
     monkeypatch.undo()
-    dump.run("synthetic", "coop", 1)  # leave the shared dump for the other tests
+    features.run("synthetic", "coop", 1)  # leave the shared feature file for the other tests
 
 
 def test_sweep_command_writes_its_table(in_project):

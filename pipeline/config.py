@@ -1,0 +1,323 @@
+"""params.yaml as strict, typed configs: one dataclass per section, read in one place.
+
+`load_params(path)` is the only reader. An unknown key fails naming the key,
+its section and the closest valid key; a wrong type or an out-of-range value
+fails naming the key and what is allowed. Defaults live here, once;
+params.yaml shows every one of them (a test checks that they agree).
+
+Keys that cannot change a result (devices, worker counts, inference batch
+sizes, caches, thread counts) live in the `runtime` section, which no DVC
+stage declares, so changing them never re-runs anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from .config_reader import ConfigError, build, check_keys, coerce, require, to_plain
+from .datasets.synthetic import SyntheticSpec
+from .heads.config import HeadsConfig
+from .pretrain import PretrainSpec
+from .schedule import SGDRecipe
+
+# The dataset readers' names (pipeline.datasets.DATASETS; a test keeps the two equal).
+DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
+            "sun397", "dtd", "eurosat", "ucf101", "imagefolder", "synthetic")
+
+
+def _registries():
+    """The backbone and segmenter registries, imported only to check names and read backbone sections.
+
+    Kept in this one function so the DVC dependency test can tell these imports from code that computes
+    a stage's outputs (a stage that uses a backbone or segmenter imports it itself).
+    """
+    from .backbones import BACKBONES
+    from .masks import SEGMENTER_NAMES
+
+    return BACKBONES, SEGMENTER_NAMES
+
+
+# --- sections -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PrepareConfig:
+    shots: int = 16                                   # few-shot images per base class (Dassl sampling)
+    data_root: str = "data/DATA"                      # CoOp's DATA folder
+    roots: dict[str, str] = field(default_factory=dict)  # per-dataset folder override
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+
+    def __post_init__(self) -> None:
+        require(self.shots >= 1, f"prepare.shots must be at least 1, got {self.shots}")
+        unknown = sorted(set(self.roots) - set(DATASETS))
+        require(not unknown, f"prepare.roots: unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+
+
+@dataclass(frozen=True)
+class CenterSettings:
+    fraction: float = 0.6
+
+    def __post_init__(self) -> None:
+        require(0 < self.fraction <= 1, f"masks.center.fraction must be in (0, 1], got {self.fraction}")
+
+
+@dataclass(frozen=True)
+class GrabCutSettings:
+    margin: float = 0.1
+    iterations: int = 5
+    max_side: int = 320
+
+    def __post_init__(self) -> None:
+        require(0 <= self.margin < 0.5, f"masks.grabcut.margin must be in [0, 0.5), got {self.margin}")
+        require(self.iterations >= 1 and self.max_side >= 8, "masks.grabcut.iterations >= 1 and max_side >= 8")
+
+
+@dataclass(frozen=True)
+class PrecomputedSettings:
+    mask_dir: str = "mask"
+    strip_image_dir: bool = True
+    extension: str = ""
+    threshold: float | Literal["auto"] = "auto"
+
+
+@dataclass(frozen=True)
+class SeemSettings:
+    checkpoint: str = ""
+    config: str = ""
+
+
+SEGMENTER_SETTINGS = {"center": CenterSettings, "grabcut": GrabCutSettings, "precomputed": PrecomputedSettings,
+                      "seem": SeemSettings}
+
+
+@dataclass(frozen=True)
+class MasksConfig:
+    segmenter: str = "groundtruth"
+    store_size: int = 64
+    include_test: bool = True
+    missing: Literal["fail", "full"] = "fail"
+    compare: tuple[str, ...] = ("center", "grabcut")
+    compare_images: int = 200
+    center: CenterSettings = field(default_factory=CenterSettings)
+    grabcut: GrabCutSettings = field(default_factory=GrabCutSettings)
+    precomputed: PrecomputedSettings = field(default_factory=PrecomputedSettings)
+    seem: SeemSettings = field(default_factory=SeemSettings)
+
+    def __post_init__(self) -> None:
+        segmenters = _registries()[1]
+        for key, name in [("segmenter", self.segmenter)] + [("compare", n) for n in self.compare]:
+            require(name in segmenters,
+                    f"masks.{key}: unknown segmenter {name!r}; known: {', '.join(segmenters)}")
+        require(self.store_size >= 8, f"masks.store_size must be at least 8, got {self.store_size}")
+
+    def settings(self, name: str) -> dict:
+        """The constructor settings of segmenter `name` (groundtruth has none)."""
+        return asdict(getattr(self, name)) if hasattr(self, name) and is_dataclass(getattr(self, name)) else {}
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    model: str = "fvgpt-tiny-rn"
+    pretrained: str = "data/models/fvgpt-tiny-rn.pt"
+
+
+@dataclass(frozen=True)
+class PretrainConfig(PretrainSpec):
+    model: str = "fvgpt-tiny-rn"
+
+    def spec(self) -> PretrainSpec:
+        return PretrainSpec(**{f.name: getattr(self, f.name) for f in fields(PretrainSpec)})
+
+
+@dataclass(frozen=True)
+class TrainSettings(SGDRecipe):
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"   # autocast dtype on GPU; CPU always runs fp32
+
+
+# The authors' per-dataset change: EuroSAT with CoOp trains 20 epochs at lr 0.002 (backbone and heads).
+AUTHORS_OVERRIDES = {"eurosat/coop": {"epochs": 20, "lr": 0.002}}
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """`train` (shared recipe), `overrides` (per "<dataset>/<backbone>"), and one section per registered backbone."""
+
+    train: TrainSettings = field(default_factory=TrainSettings)
+    overrides: dict[str, dict] = field(default_factory=lambda: dict(AUTHORS_OVERRIDES))
+    settings: dict[str, object] = field(default_factory=dict)   # backbone name -> its Settings dataclass
+
+    @classmethod
+    def from_dict(cls, data, where: str = "backbone") -> "BackboneConfig":
+        BACKBONES = _registries()[0]
+        data = dict(data or {})
+        train = build(TrainSettings, data.pop("train", None), f"{where}.train")
+        overrides = coerce(dict[str, dict], data.pop("overrides", AUTHORS_OVERRIDES) or {}, f"{where}.overrides")
+        settings = {}
+        for name, section in data.items():
+            if name not in BACKBONES:
+                close = difflib.get_close_matches(str(name), [*BACKBONES, "train", "overrides"], n=1)
+                hint = f"did you mean {where}.{close[0]}?" if close else f"known backbones: {', '.join(BACKBONES)}"
+                raise ConfigError(f"{where}.{name}: unknown key; {hint}")
+            settings[name] = build(BACKBONES[name].Settings, section, f"{where}.{name}")
+        for name, cls_ in BACKBONES.items():
+            settings.setdefault(name, cls_.Settings())
+        for key, changes in overrides.items():
+            dataset, _, backbone = key.partition("/")
+            require(dataset in DATASETS and backbone in BACKBONES,
+                    f"{where}.overrides.{key}: expected '<dataset>/<backbone>' with a known dataset and backbone")
+            build(TrainSettings, {**to_plain(train), **changes}, f"{where}.overrides.{key}")
+        return cls(train, overrides, settings)
+
+    def recipe(self, dataset: str, backbone: str) -> TrainSettings:
+        """`train`, then the backbone's own `epochs` if it sets one, then `overrides["<dataset>/<backbone>"]`."""
+        own = self.settings[backbone]
+        recipe = replace(self.train, epochs=own.epochs) if getattr(own, "epochs", None) else self.train
+        return replace(recipe, **self.overrides.get(f"{dataset}/{backbone}", {}))
+
+    def to_plain(self) -> dict:
+        return {"train": to_plain(self.train), "overrides": to_plain(self.overrides),
+                **{name: to_plain(s) for name, s in self.settings.items()}}
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    views: int = 10                                   # V random views per training image
+    crop_scale: tuple[float, float] = (0.08, 1.0)     # RandomResizedCrop scale, same geometry on the mask
+    fill: Literal["mean", "black", "blur"] = "mean"   # background of a foreground view
+    seed: int = 0                                     # a view depends only on this, its index and its image path
+    dtype: Literal["float16", "float32"] = "float16"  # storage
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"  # autocast on GPU (CPU always fp32)
+    channels_last: bool = True                        # on GPU
+
+    def __post_init__(self) -> None:
+        require(self.views >= 1, f"encode.views must be at least 1, got {self.views}")
+        lo, hi = self.crop_scale
+        require(0 < lo <= hi <= 1, f"encode.crop_scale must be [low, high] with 0 < low <= high <= 1, got {self.crop_scale}")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    dtype: Literal["float16", "float32"] = "float16"
+
+
+@dataclass(frozen=True)
+class HeadsSection:
+    """`heads.*`: the FVG-PT heads' settings (HeadsConfig) and per-"<dataset>/<backbone>" overrides."""
+
+    config: HeadsConfig = field(default_factory=HeadsConfig)
+    overrides: dict[str, dict] = field(default_factory=lambda: dict(AUTHORS_OVERRIDES))
+
+    @classmethod
+    def from_dict(cls, data, where: str = "heads") -> "HeadsSection":
+        data = dict(data or {})
+        check_keys(data, [f.name for f in fields(HeadsConfig) if f.name != "seed"] + ["overrides"], where)
+        overrides = coerce(dict[str, dict], data.pop("overrides", AUTHORS_OVERRIDES) or {}, f"{where}.overrides")
+        require("seed" not in data, f"{where}.seed: the seed comes from `seeds`, not from the heads section")
+        config = build(HeadsConfig, data, where)
+        for key, changes in overrides.items():
+            build(HeadsConfig, {**config.to_dict(), **changes}, f"{where}.overrides.{key}")
+        return cls(config, overrides)
+
+    def for_run(self, dataset: str, backbone: str, seed: int) -> HeadsConfig:
+        """The heads config of one run: the section, its `overrides["<dataset>/<backbone>"]`, the run's seed."""
+        return self.config.with_(**self.overrides.get(f"{dataset}/{backbone}", {}), seed=seed)
+
+    def to_plain(self) -> dict:
+        plain = {k: v for k, v in self.config.to_dict().items() if k != "seed"}
+        return {**plain, "overrides": to_plain(self.overrides)}
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    examples: int = 6                                 # training images shown with their masks and foreground views
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Settings that never change a result; no stage declares them, so changing one re-runs nothing."""
+
+    device: str = "auto"                # every stage: auto | cpu | cuda | cuda:N
+    threads: int = 0                    # torch CPU threads per stage process; 0 = torch's default
+    masks_workers: int = 0              # segmentation processes; 0 = all CPU cores
+    backbone_workers: int = 0           # DataLoader workers of backbone tuning
+    encode_workers: int = 0             # DataLoader workers for decoding and augmentation
+    encode_batch_images: int = 32       # images per DataLoader batch (each gives 2 x V views)
+    encode_batch_size: int = 256        # views per encoder forward
+    clip_cache_dir: str | None = None   # open_clip / Hugging Face cache override
+    allow_download: bool = False        # never reach a network unless asked to
+
+    def __post_init__(self) -> None:
+        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                f"runtime.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for name in ("threads", "masks_workers", "backbone_workers", "encode_workers"):
+            require(getattr(self, name) >= 0, f"runtime.{name} must be >= 0, got {getattr(self, name)}")
+        require(self.encode_batch_images >= 1 and self.encode_batch_size >= 1, "runtime.encode_batch_* must be >= 1")
+
+
+@dataclass(frozen=True)
+class Params:
+    datasets: tuple[str, ...] = ("synthetic",)
+    backbones: tuple[str, ...] = ("zsclip", "coop", "kgcoop")
+    seeds: tuple[int, ...] = (1, 2, 3)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    masks: MasksConfig = field(default_factory=MasksConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig.from_dict({}))
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    heads: HeadsSection = field(default_factory=HeadsSection)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_plain(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_plain() if hasattr(value, "to_plain") else to_plain(value)
+        return out
+
+
+SPECIAL = {"backbone": BackboneConfig.from_dict, "heads": HeadsSection.from_dict}
+
+
+def parse_params(data: dict, source: str = "params.yaml") -> Params:
+    """A params mapping as `Params`; every error names `source` and the key."""
+    try:
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping of sections, got {type(data).__name__}")
+        plain = {k: v for k, v in data.items() if k not in SPECIAL}
+        params = build(Params, plain, "")
+        extra = {k: SPECIAL[k](data[k], k) for k in SPECIAL if k in data}
+        params = replace(params, **extra)
+        _check_run_matrix(params)
+        return params
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _check_run_matrix(params: Params) -> None:
+    BACKBONES = _registries()[0]
+    for name in params.datasets:
+        require(name in DATASETS, f"datasets: unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    for name in params.backbones:
+        require(name in BACKBONES, f"backbones: unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
+    require(len(params.seeds) >= 1 and all(s >= 0 for s in params.seeds), "seeds: give one or more seeds >= 0")
+    for key in ("datasets", "backbones", "seeds"):
+        values = getattr(params, key)
+        require(len(set(values)) == len(values), f"{key}: {list(values)} lists an entry twice")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file (the only place params.yaml is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run from the project root or pass --params PATH")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return parse_params(data, str(path))

@@ -1,0 +1,144 @@
+"""params.yaml is read by one strict, typed config: every key known, every value checked, defaults shown."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import paths
+from pipeline.config import DATASETS, Params, load_params, parse_params
+from pipeline.config_reader import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_params_yaml_shows_every_default():
+    assert Params().to_plain() == _params()
+
+
+def test_paper_config_is_valid_and_differs_only_where_it_should():
+    paper = load_params(ROOT / "configs/paper.yaml")
+    assert paper.clip.model == "ViT-B-16" and len(paper.datasets) == 11 and paper.masks.segmenter == "precomputed"
+    assert paper.heads.for_run("eurosat", "coop", 1).lr == 0.002 == paper.backbone.recipe("eurosat", "coop").lr
+
+
+def _leaves(d, prefix=()):
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k not in ("roots", "overrides"):
+            yield from _leaves(v, prefix + (k,))
+        else:
+            yield prefix + (k,)
+
+
+def _with_key_renamed(data, path, new):
+    data = yaml.safe_load(yaml.safe_dump(data))
+    node = data
+    for k in path[:-1]:
+        node = node[k]
+    node[new] = node.pop(path[-1])
+    return data
+
+
+@pytest.mark.parametrize("path", list(_leaves(_params())), ids=".".join)
+def test_a_typo_in_any_key_is_named_with_the_closest_key(path):
+    typo = path[-1] + "x"
+    with pytest.raises(ConfigError) as err:
+        parse_params(_with_key_renamed(_params(), path, typo))
+    message = str(err.value)
+    assert ".".join(path[:-1] + (typo,)) in message and "\n" not in message
+    assert f"did you mean {'.'.join(path)}?" in message or len(path) == 1
+
+
+@pytest.mark.parametrize("section,key,value,words", [
+    ("heads", "lambda_d", "ten", ["heads.lambda_d", "number"]),
+    ("prepare", "shots", -1, ["prepare.shots", "at least 1"]),
+    ("prepare", "shots", 2.5, ["prepare.shots", "integer"]),
+    ("masks", "segmenter", "segm", ["masks.segmenter", "grabcut"]),
+    ("masks", "missing", "skip", ["masks.missing", "'fail'"]),
+    ("encode", "fill", "white", ["encode.fill", "'mean'"]),
+    ("heads", "frg", "yes", ["heads.frg", "true or false"]),
+    ("heads", "adapters", "text", ["adapters", "both or visual"]),
+    ("runtime", "device", "tpu", ["runtime.device", "auto"]),
+])
+def test_a_wrong_value_names_the_key_and_the_allowed_values(section, key, value, words):
+    data = _params()
+    data[section][key] = value
+    with pytest.raises(ConfigError) as err:
+        parse_params(data)
+    for word in words:
+        assert word in str(err.value)
+
+
+@pytest.mark.parametrize("key,value,word", [("datasets", ["synthetc"], "synthetic"), ("backbones", ["cop"], "coop"),
+                                            ("seeds", [1, 1], "twice")])
+def test_the_run_matrix_is_checked(key, value, word):
+    data = _params()
+    data[key] = value
+    with pytest.raises(ConfigError, match=word):
+        parse_params(data)
+
+
+def test_an_unknown_backbone_section_is_named():
+    data = _params()
+    data["backbone"]["kgcop"] = {}
+    with pytest.raises(ConfigError, match=r"backbone\.kgcop: unknown key; did you mean backbone\.kgcoop\?"):
+        parse_params(data)
+
+
+def test_dataset_names_match_the_readers():
+    from pipeline.datasets import DATASETS as READERS
+
+    assert DATASETS == READERS
+
+
+def test_no_stage_declares_a_runtime_key_and_runtime_has_only_runtime_knobs():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    declared = {p for s in stages.values() for p in s.get("params", [])}
+    assert not any(str(p).startswith("runtime") for p in declared)
+    text = (ROOT / "params.yaml").read_text()
+    result_sections = text[: text.index("\nruntime:")]
+    assert not re.search(r"^\s+(device|workers|batch_images|cache_dir|allow_download):", result_sections, re.M)
+
+
+def test_dvc_outs_are_the_paths_pipeline_writes():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    item = {"dataset": "synthetic", "backbone": "coop", "seed": "1"}
+    expected = {
+        "prepare": [paths.prepared_dir("synthetic")],
+        "masks": [paths.masks_path("synthetic"), paths.masks_report_dir("synthetic") / "area_hist.png",
+                  paths.masks_report_dir("synthetic") / "quality.json"],
+        "pretrain": [paths.model_checkpoint("fvgpt-tiny-rn"), paths.model_card("fvgpt-tiny-rn")],
+        "backbone": [paths.backbone_dir("synthetic", "coop", 1)],
+        "encode": [paths.encoded_path("synthetic")],
+        "features": [paths.features_path("synthetic", "coop", 1)],
+        "heads": [paths.heads_dir("synthetic", "coop", 1) / name for name in ("heads.pt", "config.json", "train_log.csv")],
+        "evaluate": [paths.metrics_path("synthetic", "coop", 1)],
+        "report": [paths.results_dir()],
+    }
+    assert set(stages) == set(expected)
+    for name, stage in stages.items():
+        outs = []
+        for kind in ("outs", "metrics", "plots"):
+            for out in stage.get(kind, []):
+                outs.append(next(iter(out)) if isinstance(out, dict) else out)
+        text = [re.sub(r"\$\{item\.(\w+)\}", lambda m: item[m.group(1)], o).replace("${pretrain.model}", "fvgpt-tiny-rn")
+                for o in outs]
+        assert sorted(text) == sorted(str(p) for p in expected[name]), name
+
+
+def test_no_stage_module_imports_another_stage():
+    for path in (ROOT / "stages").glob("*.py"):
+        if path.name in ("cli.py", "_common.py", "__init__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                assert module in (".", "._common") or not module.startswith(("stages", ".")), f"{path.name}: {module}"
+                if node.level and not node.module:
+                    assert False, f"{path.name} imports a stage module"
