@@ -101,14 +101,14 @@ def test_fewshot_pickle_reused_without_dassl(tmp_path, monkeypatch):
         for name in ("dassl", "dassl.data", "dassl.data.datasets"):
             m.setitem(sys.modules, name, types.ModuleType(name))
         m.setitem(sys.modules, mod.__name__, mod)
-        picked = [data.train[i] for i in (3, 10, 20)]
+        picked = [data.train[i] for i in (3, 10, 20, 22, 30)]  # one or more of each class
         blob = {"train": [Datum(f"/home/author/DATA/oxford_pets/{it.impath}", it.label, it.classname) for it in picked],
                 "val": [Datum(f"/x/oxford_pets/{data.val[0].impath}", 0, "breed_0")]}
         (tmp_path / "split_fewshot").mkdir()
         with open(tmp_path / "split_fewshot" / "shot_1-seed_7.pkl", "wb") as f:
             pickle.dump(blob, f)
     train_idx, val_idx = select_fewshot(data, 1, 7)
-    assert train_idx == [3, 10, 20] and val_idx == [0]
+    assert train_idx == [3, 10, 20, 22, 30] and val_idx == [0]
 
 
 def test_imagenet_layout(tmp_path):
