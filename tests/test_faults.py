@@ -12,10 +12,13 @@ import pickle
 import sys
 import types
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline.datasets import load_dataset
 from pipeline.datasets.fewshot import FewShotPickleError, select_fewshot
+from pipeline.images import ImageReadError, load_rgb
 from tests.test_datasets import make_pets
 
 # --- few-shot pickles: no code runs from a dataset file --------------------------------------------------------------
@@ -112,3 +115,58 @@ def test_empty_or_partial_selection_is_refused(pets, monkeypatch):
     (pets.root / "split_fewshot" / "shot_1-seed_1.pkl").write_bytes(b"\x80\x05garbage")
     with pytest.raises(FewShotPickleError, match="not a readable few-shot pickle"):
         select_fewshot(pets, 1, 1)
+
+
+# --- image modes: every mode a dataset may hold reads as the picture it is ------------------------------------------
+
+
+def _ramp_image(mode: str) -> Image.Image:
+    """A 2x4 picture whose left half is dark (20 %) and right half bright (80 %), in `mode`."""
+    level = np.array([[0.2, 0.2, 0.8, 0.8]] * 2)
+    grey = Image.fromarray(np.round(level * 255).astype(np.uint8))
+    if mode == "1":
+        return Image.fromarray(level > 0.5)
+    if mode == "P":
+        im = Image.fromarray(np.round(level * 255).astype(np.uint8), "L").convert("P")
+        im.putpalette([v for i in range(256) for v in (i, i, i)])
+        return im
+    if mode in ("LA", "RGBA"):
+        base = grey if mode == "LA" else grey.convert("RGB")
+        return Image.merge(mode, (*base.split(), Image.new("L", grey.size, 255)))
+    if mode == "CMYK":
+        zero = Image.new("L", grey.size, 0)
+        return Image.merge("CMYK", (zero, zero, zero, Image.fromarray(255 - np.asarray(grey))))
+    if mode == "I;16":
+        return Image.fromarray(np.round(level * 65535).astype(np.uint16))
+    if mode == "I":
+        return Image.fromarray(np.round(level * 65535).astype(np.int32))
+    if mode == "F":
+        return Image.fromarray(level.astype(np.float32))
+    return grey
+
+
+@pytest.mark.parametrize("mode,suffix", [("1", ".png"), ("L", ".png"), ("LA", ".png"), ("P", ".png"), ("RGBA", ".png"),
+                                         ("CMYK", ".tif"), ("I;16", ".png"), ("I", ".tif"), ("F", ".tif")])
+def test_every_image_mode_reads_as_its_picture(tmp_path, mode, suffix):
+    path = tmp_path / f"img{suffix}"
+    _ramp_image(mode).save(path)
+    with Image.open(path) as im:
+        assert im.mode == mode  # the file really is in the mode under test
+    rgb = np.asarray(load_rgb(path))
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 4, 3)
+    dark, bright = rgb[:, :2].mean(), rgb[:, 2:].mean()
+    expected = (0, 255) if mode == "1" else (51, 204)
+    assert abs(dark - expected[0]) <= 2 and abs(bright - expected[1]) <= 2, (mode, dark, bright)
+
+
+def test_wide_int_and_float_images_scale_by_their_range(tmp_path):
+    Image.fromarray(np.array([[10, 200]], np.int32)).save(tmp_path / "i8.tif")  # 32-bit file, 8-bit values
+    Image.fromarray(np.array([[0.0, 100.0]], np.float32)).save(tmp_path / "f.tif")  # float in 0..255
+    assert np.asarray(load_rgb(tmp_path / "i8.tif"))[0, :, 0].tolist() == [10, 200]
+    assert np.asarray(load_rgb(tmp_path / "f.tif"))[0, :, 0].tolist() == [0, 100]
+
+
+def test_unreadable_image_is_one_error_naming_it(tmp_path):
+    (tmp_path / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(ImageReadError, match="cut.png"):
+        load_rgb(tmp_path / "cut.png")
