@@ -8,7 +8,10 @@ fault tests guarantee") lists what they check.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
+import signal
 import sys
 import types
 
@@ -19,6 +22,9 @@ from PIL import Image
 from pipeline.datasets import load_dataset
 from pipeline.datasets.fewshot import FewShotPickleError, select_fewshot
 from pipeline.images import ImageReadError, load_rgb
+from pipeline.masks import MaskRequest
+from pipeline.masks.segment_all import SegmenterWorkerError, segment_all
+from pipeline.masks.store import MaskStore, MaskStoreWriter
 from tests.test_datasets import make_pets
 
 # --- few-shot pickles: no code runs from a dataset file --------------------------------------------------------------
@@ -170,3 +176,80 @@ def test_unreadable_image_is_one_error_naming_it(tmp_path):
     (tmp_path / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     with pytest.raises(ImageReadError, match="cut.png"):
         load_rgb(tmp_path / "cut.png")
+
+
+# --- masks: a segmenter that cannot be built, or a worker that dies, stops the stage -------------------------------
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Turn a hang into a failure: raise TimeoutError in the main thread after `seconds`."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _mask_requests(root, n=4):
+    (root / "img").mkdir(exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((8, 8, 3), 12 * i, np.uint8)).save(root / "img" / f"{i}.png")
+    return [MaskRequest(str(root), f"img/{i}.png", "c") for i in range(n)]
+
+
+@pytest.mark.parametrize("name,cfg,message", [("nope", {}, "unknown segmenter 'nope'"),
+                                              ("seem", {}, "masks.seem.checkpoint and masks.seem.config must be set")])
+def test_segmenter_that_cannot_be_built_fails_at_once_with_workers(tmp_path, name, cfg, message):
+    writer = MaskStoreWriter(tmp_path / "m.h5", 8, {"fingerprint": "x"})
+    with deadline(20), pytest.raises((KeyError, ValueError), match=message):
+        segment_all(_mask_requests(tmp_path), writer, name, cfg, workers=2)
+    writer.close()
+
+
+def test_worker_that_cannot_build_the_segmenter_stops_the_stage(tmp_path, monkeypatch):
+    import multiprocessing
+
+    import pipeline.masks.segment_all as sa
+
+    real = sa.create_segmenter
+
+    def fails_in_workers(name, **cfg):
+        if multiprocessing.parent_process() is not None:
+            raise MemoryError("no room for the model in this worker")
+        return real(name, **cfg)
+
+    monkeypatch.setattr(sa, "create_segmenter", fails_in_workers)
+    writer = MaskStoreWriter(tmp_path / "m.h5", 8, {"fingerprint": "x"})
+    with deadline(20), pytest.raises(SegmenterWorkerError, match="MemoryError: no room for the model"):
+        segment_all(_mask_requests(tmp_path), writer, "center", {}, workers=2)
+    writer.close()
+
+
+def test_killed_worker_stops_the_stage_and_a_rerun_completes(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from pipeline.masks.center import CenterBox
+
+    def dies_in_a_worker_on_the_last_image(self, image, request):
+        if request.impath.endswith("19.png") and multiprocessing.parent_process() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return np.ones(image.shape[:2], bool)
+
+    requests = _mask_requests(tmp_path, 20)
+    with monkeypatch.context() as m:
+        m.setattr(CenterBox, "segment", dies_in_a_worker_on_the_last_image)
+        writer = MaskStoreWriter(tmp_path / "m.h5", 8, {"fingerprint": "x"})
+        with deadline(20), pytest.raises(SegmenterWorkerError, match="worker process died.*re-run to resume"):
+            segment_all(requests, writer, "center", {}, workers=2, batch=1)
+        writer.close()
+    assert not (tmp_path / "m.h5").exists()
+    writer = MaskStoreWriter(tmp_path / "m.h5", 8, {"fingerprint": "x"})
+    segment_all(requests, writer, "center", {}, workers=2, batch=1)
+    assert sorted(MaskStore(writer.finish()).impaths) == sorted(r.impath for r in requests)

@@ -28,6 +28,8 @@ class MissingMaskError(FileNotFoundError):
 
 class Segmenter:
     name = "base"
+    # False for a model on one device: worker processes would each load a copy of it.
+    parallel = True
 
     def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:
         """`image` is uint8 [H, W, 3]; returns bool [H, W]."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -23,13 +25,23 @@ class SegmentResult:
     missing: list[str] = field(default_factory=list)
 
 
+class SegmenterWorkerError(RuntimeError):
+    """A worker process could not build the segmenter, or died while segmenting."""
+
+
 def _init_worker(name: str, cfg: dict, size: int) -> None:
-    _WORKER["segmenter"] = create_segmenter(name, **cfg)
-    _WORKER["size"] = size
+    # An exception here would make the pool start a fresh worker, fail again, forever:
+    # keep the message and raise it from the first task instead.
+    try:
+        _WORKER.update(segmenter=create_segmenter(name, **cfg), size=size, error="")
+    except Exception as err:
+        _WORKER.update(segmenter=None, size=size, error=f"{type(err).__name__}: {err}")
 
 
 def _segment_one(request: MaskRequest):
     """(impath, stored mask or None if missing, area, flag)."""
+    if _WORKER.get("error"):
+        raise SegmenterWorkerError(f"a masks worker could not build the segmenter: {_WORKER['error']}")
     image = np.asarray(load_rgb(request.path))
     try:
         mask = _WORKER["segmenter"].segment(image, request)
@@ -74,14 +86,26 @@ def segment_all(requests: Iterable[MaskRequest], writer: MaskStoreWriter, name: 
         if advance:
             advance(1)
 
-    if workers <= 1:
-        _init_worker(name, cfg, writer.size)
+    segmenter = create_segmenter(name, **cfg)  # a bad name or setting fails here, once, before any worker starts
+    if workers <= 1 or not segmenter.parallel or len(todo) <= 1:
+        _WORKER.update(segmenter=segmenter, size=writer.size, error="")
         for r in todo:
             consume(_segment_one(r))
     else:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(name, cfg, writer.size)) as pool:
-            for out in pool.imap(_segment_one, todo, chunksize=8):
-                consume(out)
+        for out in _in_workers(todo, workers, name, cfg, writer.size):
+            consume(out)
     writer.add_batch(rows)
     return result
+
+
+def _in_workers(todo: list[MaskRequest], workers: int, name: str, cfg: dict, size: int) -> Iterator:
+    """`_segment_one` of each request in a process pool, in order; any worker failure stops it all."""
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(name, cfg, size))
+    try:
+        yield from pool.map(_segment_one, todo, chunksize=8)
+    except BrokenProcessPool as err:
+        raise SegmenterWorkerError(f"a masks worker process died ({err}); the masks done so far are kept, "
+                                   "re-run to resume (fewer masks.workers if it ran out of memory)") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # workers finish their chunk, then let go of the files
