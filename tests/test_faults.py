@@ -11,21 +11,30 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import shutil
 import signal
 import sys
 import types
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipeline.datasets import load_dataset
 from pipeline.datasets.fewshot import FewShotPickleError, select_fewshot
+from pipeline.features.dump import FeatureDump
+from pipeline.features.encoded import EncodedViews, FeatureFileError, NonFiniteFeaturesError, encode_views
 from pipeline.images import ImageReadError, load_rgb
+from pipeline.manifest import read_prepared
 from pipeline.masks import MaskRequest
 from pipeline.masks.segment_all import SegmenterWorkerError, segment_all
-from pipeline.masks.store import MaskStore, MaskStoreWriter
+from pipeline.masks.store import MaskStore, MaskStoreError, MaskStoreWriter
+from pipeline.models import load_clip
 from tests.test_datasets import make_pets
+from tests.tiny_project import write_params
 
 # --- few-shot pickles: no code runs from a dataset file --------------------------------------------------------------
 
@@ -253,3 +262,160 @@ def test_killed_worker_stops_the_stage_and_a_rerun_completes(tmp_path, monkeypat
     writer = MaskStoreWriter(tmp_path / "m.h5", 8, {"fingerprint": "x"})
     segment_all(requests, writer, "center", {}, workers=2, batch=1)
     assert sorted(MaskStore(writer.finish()).impaths) == sorted(r.impath for r in requests)
+
+
+# --- features: NaN rows, flipped bytes and truncation never reach a metric ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """prepare, masks, backbone, encode and dump of the tiny synthetic benchmark (zero-shot backbone)."""
+    from stages import backbone, dump, encode, masks, prepare
+
+    root = tmp_path_factory.mktemp("faults")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        write_params(root, **{"heads.epochs": 1})
+        prepare.run("synthetic")
+        masks.run("synthetic")
+        backbone.run("synthetic", "zsclip", 1)
+        encode.run("synthetic")
+        dump.run("synthetic", "zsclip", 1)
+        yield root
+    finally:
+        os.chdir(cwd)
+
+
+DUMP = "data/features/synthetic/zsclip/seed1.h5"
+ENCODED = "data/encoded/synthetic.h5"
+MASKS = "data/masks/synthetic.h5"
+
+
+@pytest.fixture
+def copy_of(project, tmp_path):
+    """`copy_of(relative path)`: a scratch copy of one of the project's files to break."""
+
+    def make(rel: str):
+        dst = tmp_path / Path(rel).name
+        shutil.copy(project / rel, dst)
+        return dst
+
+    return make
+
+
+def _set_nan(path, key, index):
+    with h5py.File(path, "a") as f:
+        values = f[key][:]
+        values[index] = np.nan
+        f[key][...] = values
+
+
+@pytest.mark.parametrize("key,index,rows", [("text/backbone", (0, 3), "1 of 6 rows"), ("test/feat", (4, 0), "1 of 18 rows"),
+                                            ("train/feat_fg", (1, 2, 5), "1 of 6 rows"), ("train/area", (0, 1), "1 of 6 rows")])
+def test_nan_in_a_feature_file_is_refused_naming_dataset_and_rows(copy_of, key, index, rows):
+    path = copy_of(DUMP)
+    _set_nan(path, key, index)
+    with pytest.raises(NonFiniteFeaturesError, match=rf"{path.name}: non-finite .* in {key} \({rows}\)"):
+        FeatureDump(path)
+
+
+def test_nan_in_the_encodings_is_refused(copy_of):
+    path = copy_of(ENCODED)
+    _set_nan(path, "test/feat_fg", (2, 7))
+    with pytest.raises(NonFiniteFeaturesError, match=r"test/feat_fg \(1 of 18 rows\)"):
+        EncodedViews(path)
+
+
+def test_test_area_is_nan_by_design_where_there_is_no_mask(copy_of):
+    path = copy_of(DUMP)
+    with h5py.File(path, "a") as f:
+        f["test/has_fg"][0] = False
+    _set_nan(path, "test/area", 0)
+    assert not FeatureDump(path).test_has_fg[0]
+
+
+def _flip_a_byte(path, key):
+    """Flip the low (mantissa) byte of one stored value: a silent change, never a NaN."""
+    with h5py.File(path, "r") as f:
+        info = f[key].id.get_chunk_info(0)
+    offset = info.byte_offset + (info.size // 2) // 4 * 4
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)[0]
+        fh.seek(offset)
+        fh.write(bytes([byte ^ 0x01]))
+
+
+@pytest.mark.parametrize("rel,key,reader", [(DUMP, "test/feat", "dump"), (DUMP, "text/backbone", "dump"),
+                                            (ENCODED, "train/feat_full", "encode")])
+def test_flipped_byte_fails_the_checksum(copy_of, rel, key, reader):
+    path = copy_of(rel)
+    _flip_a_byte(path, key)
+    with pytest.raises(FeatureFileError, match=rf"{path.name}: cannot read {key} \(corrupt.*re-run the {reader} stage"):
+        FeatureDump(path) if reader == "dump" else EncodedViews(path)
+
+
+def test_flipped_byte_in_the_mask_store_fails_the_checksum(copy_of):
+    path = copy_of(MASKS)
+    _flip_a_byte(path, "packed")
+    with pytest.raises(MaskStoreError, match=rf"{path.name} is not a readable mask store.*re-run the masks stage"):
+        MaskStore(path)
+
+
+@pytest.mark.parametrize("rel", [DUMP, ENCODED, MASKS])
+def test_truncated_file_names_itself_and_the_stage(copy_of, rel):
+    path = copy_of(rel)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    reader = {DUMP: FeatureDump, ENCODED: EncodedViews, MASKS: MaskStore}[rel]
+    stage = {DUMP: "dump", ENCODED: "encode", MASKS: "masks"}[rel]
+    with pytest.raises((FeatureFileError, MaskStoreError), match=rf"{path.name} is not a readable .*re-run the {stage} stage"):
+        reader(path)
+
+
+def test_encoder_nan_is_never_committed(project, tmp_path):
+    from stages.encode import view_sets
+
+    prep = read_prepared(project / "data/prepared/synthetic")
+    clip = load_clip("fvgpt-test-rn", "")
+    train, test = view_sets(prep, MaskStore(project / MASKS), [1], {"views": 2}, 32, clip.mean, clip.std)
+    calls = []
+
+    def nan_on_second_batch(x):
+        calls.append(len(x))
+        out = torch.nn.functional.normalize(clip.model.encode_image(x), dim=-1)
+        return out * float("nan") if len(calls) == 2 else out
+
+    with pytest.raises(NonFiniteFeaturesError, match=r"a\.h5\.partial: the image encoder gave NaN or inf for 2 of 2 train"):
+        encode_views(tmp_path / "a.h5", train, test, nan_on_second_batch, 32, {"fingerprint": "f"}, "float32", batch_images=2)
+    assert not (tmp_path / "a.h5").exists()
+    with h5py.File(tmp_path / "a.h5.partial") as f:
+        assert f.attrs["done_train"] == 2 and np.isfinite(f["train/feat_full"][:, :2]).all()
+
+
+def test_diverging_heads_loss_stops_training(project, monkeypatch):
+    from pipeline.heads.config import HeadsConfig
+    from pipeline.heads.model import FVGPTHeads
+    from pipeline.heads.train import NonFiniteLossError, train_heads
+
+    real = FVGPTHeads.losses
+
+    def overflowing(self, *args):
+        loss, parts = real(self, *args)
+        return loss, {**parts, "loss": parts["loss"] * float("inf")}
+
+    monkeypatch.setattr(FVGPTHeads, "losses", overflowing)
+    with pytest.raises(NonFiniteLossError, match=r"seed1\.h5: the heads' loss is inf at epoch 1 .*lower heads.lr"):
+        train_heads(FeatureDump(project / DUMP), [HeadsConfig(epochs=2)])
+
+
+def test_dump_with_nan_text_features_is_never_written(project, tmp_path):
+    from pipeline.features.dump import write_dump
+
+    dump = FeatureDump(project / DUMP)
+    with h5py.File(project / DUMP) as f:
+        arrays = {k: f[k][:] for k in ("train/feat_full", "train/area", "test/feat", "test/area", "test/has_fg", "text/backbone")}
+    arrays["text/backbone"][2, 0] = np.inf
+    with pytest.raises(NonFiniteFeaturesError, match=r"out\.h5: non-finite .* in text/backbone \(1 of 6 rows\); nothing was written"):
+        write_dump(tmp_path / "out.h5", arrays, dict(dump.attrs))
+    assert not list(tmp_path.iterdir())

@@ -29,6 +29,48 @@ class FeatureFileError(ValueError):
     """A feature file is missing, truncated, or from another schema."""
 
 
+class NonFiniteFeaturesError(FeatureFileError):
+    """NaN or infinite values where features (or areas) must be finite numbers."""
+
+
+# Every numeric dataset carries a Fletcher-32 checksum per chunk, so flipped
+# bytes fail the read instead of changing a result (strings cannot carry one).
+CHECKSUM = {"fletcher32": True}
+
+
+def nonfinite_rows(key: str, values: np.ndarray) -> int:
+    """How many rows (images, or classes for text) of `key` hold a NaN or inf; train arrays are [V, N, ...]."""
+    if values.dtype.kind != "f":
+        return 0
+    bad = ~np.isfinite(values)
+    row_axis = 1 if key.startswith("train/") and values.ndim >= 2 else 0
+    other = tuple(a for a in range(values.ndim) if a != row_axis)
+    return int(bad.any(axis=other).sum()) if other else int(bad.sum())
+
+
+def check_finite(path: Path, arrays: dict[str, np.ndarray], fix: str) -> None:
+    """Raise naming each dataset of `path` with non-finite rows; a test area is NaN by design where has_fg is false."""
+    counts = {}
+    for key, values in arrays.items():
+        if key.endswith("test/area") and key.replace("area", "has_fg") in arrays:
+            values = values[np.asarray(arrays[key.replace("area", "has_fg")], bool)]
+        n = nonfinite_rows(key, np.asarray(values))
+        if n:
+            counts[key] = f"{n} of {values.shape[1 if key.startswith('train/') and values.ndim >= 2 else 0]} rows"
+    if counts:
+        found = ", ".join(f"{k} ({v})" for k, v in counts.items())
+        raise NonFiniteFeaturesError(f"{path}: non-finite values (NaN or inf) in {found}; {fix}")
+
+
+def read_checked(f: h5py.File, key: str, path: Path, stage: str) -> np.ndarray:
+    """Read one dataset whole; a checksum mismatch or truncation names the file, the dataset and the fix."""
+    try:
+        return f[key][:]
+    except (OSError, KeyError) as err:
+        raise FeatureFileError(f"{path}: cannot read {key} (corrupt or truncated file: {err}); "
+                               f"delete it and re-run the {stage} stage") from err
+
+
 @dataclass
 class EncodeStats:
     images: int = 0
@@ -49,12 +91,12 @@ def _create(path: Path, n_train: int, n_test: int, views: int, dim: int, dtype: 
     tr.create_dataset("impath", data=np.asarray(train_paths, dtype=object), dtype=h5py.string_dtype())
     te.create_dataset("impath", data=np.asarray(test_paths, dtype=object), dtype=h5py.string_dtype())
     for name in ("feat_full", "feat_fg"):
-        tr.create_dataset(name, (views, n_train, dim), dtype, chunks=(1, chunk(n_train), dim) if n_train else None)
-    tr.create_dataset("area", (views, n_train), np.float32)
+        tr.create_dataset(name, (views, n_train, dim), dtype, chunks=(1, chunk(n_train), dim) if n_train else None, **CHECKSUM)
+    tr.create_dataset("area", (views, n_train), np.float32, **CHECKSUM)
     for name in ("feat", "feat_fg"):
-        te.create_dataset(name, (n_test, dim), dtype, chunks=(chunk(n_test), dim) if n_test else None)
-    te.create_dataset("area", (n_test,), np.float32)
-    te.create_dataset("has_fg", (n_test,), bool)
+        te.create_dataset(name, (n_test, dim), dtype, chunks=(chunk(n_test), dim) if n_test else None, **CHECKSUM)
+    te.create_dataset("area", (n_test,), np.float32, **CHECKSUM)
+    te.create_dataset("has_fg", (n_test,), bool, **CHECKSUM)
     return f
 
 
@@ -89,6 +131,7 @@ def _encode_split(f: h5py.File, split: str, data: ImageViews, encode: Callable[[
         feats = encode(x).float().cpu().numpy()
         stats.seconds += time.perf_counter() - t0
         f_full, f_fg = feats[: b * v].reshape(b, v, -1), feats[b * v:].reshape(b, v, -1)
+        _check_batch(f.filename, split, data.impaths[pos:pos + b], f_full, f_fg, area.numpy() if split == "train" else None)
         if split == "train":
             f["train/feat_full"][:, pos:pos + b] = f_full.transpose(1, 0, 2)
             f["train/feat_fg"][:, pos:pos + b] = f_fg.transpose(1, 0, 2)
@@ -105,6 +148,19 @@ def _encode_split(f: h5py.File, split: str, data: ImageViews, encode: Callable[[
         stats.views += 2 * b * v
         if advance:
             advance(b)
+
+
+def _check_batch(path: str, split: str, impaths: Sequence[str], f_full: np.ndarray, f_fg: np.ndarray,
+                 area: np.ndarray | None) -> None:
+    """Refuse to commit a batch with NaN or inf features (a broken checkpoint, or fp16/bf16 overflow)."""
+    bad = ~np.isfinite(f_full).all(axis=(1, 2)) | ~np.isfinite(f_fg).all(axis=(1, 2))
+    if area is not None:
+        bad |= ~np.isfinite(area).all(axis=1)
+    if bad.any():
+        first = impaths[int(np.flatnonzero(bad)[0])]
+        raise NonFiniteFeaturesError(
+            f"{path}: the image encoder gave NaN or inf for {int(bad.sum())} of {len(bad)} {split} images (e.g. {first}); "
+            "nothing of this batch was kept. Check clip.pretrained, or set encode.precision: fp32")
 
 
 def encode_views(path: str | Path, train: ImageViews, test: ImageViews, encode: Callable[[torch.Tensor], torch.Tensor],
@@ -135,15 +191,17 @@ class EncodedViews:
         self.path = Path(path)
         if not self.path.is_file():
             raise FeatureFileError(f"{self.path} not found: run the encode stage (`dvc repro encode`) first")
-        with h5py.File(self.path, "r") as f:
+        with open_readable(self.path, "encode") as f:
             check_schema(f, self.path, SCHEMA)
             self.attrs = dict(f.attrs)
             if f.attrs["done_train"] != len(f["train/impath"]) or f.attrs["done_test"] != len(f["test/impath"]):
                 raise FeatureFileError(f"{self.path} is incomplete; delete it and re-run the encode stage")
             self.train_paths = list(f["train/impath"].asstr()[:])
             self.test_paths = list(f["test/impath"].asstr()[:])
-            self.train = {k: f[f"train/{k}"][:] for k in ("feat_full", "feat_fg", "area")}
-            self.test = {k: f[f"test/{k}"][:] for k in ("feat", "feat_fg", "area", "has_fg")}
+            self.train = {k: read_checked(f, f"train/{k}", self.path, "encode") for k in ("feat_full", "feat_fg", "area")}
+            self.test = {k: read_checked(f, f"test/{k}", self.path, "encode") for k in ("feat", "feat_fg", "area", "has_fg")}
+        check_finite(self.path, {**{f"train/{k}": v for k, v in self.train.items()}, **{f"test/{k}": v for k, v in self.test.items()}},
+                     "delete it and re-run the encode stage")
 
     def train_rows(self, impaths: Sequence[str]) -> np.ndarray:
         index = {p: i for i, p in enumerate(self.train_paths)}
@@ -152,6 +210,15 @@ class EncodedViews:
             raise FeatureFileError(f"{self.path} has no views of {len(missing)} training images, e.g. {missing[:3]}; "
                                    "re-run the encode stage for the current seeds")
         return np.asarray([index[p] for p in impaths], dtype=np.int64)
+
+
+def open_readable(path: Path, stage: str) -> h5py.File:
+    """Open an HDF5 file for reading; a truncated or foreign file names itself and the stage that rewrites it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise FeatureFileError(f"{path} is not a readable HDF5 file (truncated or corrupt: {err}); "
+                               f"delete it and re-run the {stage} stage") from err
 
 
 def check_schema(f: h5py.File, path: Path, schema: int) -> None:

@@ -75,12 +75,13 @@ class MaskStoreWriter:
             self.tmp.unlink()
         f = h5py.File(self.tmp, "w")
         f.attrs.update({**attrs, "schema": SCHEMA, "store_size": self.size, "n_committed": 0})
-        f.create_dataset("packed", (0,), np.uint8, maxshape=(None,), chunks=(1 << 16,))
+        # Fletcher-32 checksums make a flipped byte fail the read instead of changing a mask (strings cannot carry one).
+        f.create_dataset("packed", (0,), np.uint8, maxshape=(None,), chunks=(1 << 16,), fletcher32=True)
         f.create_dataset("impath", (0,), h5py.string_dtype(), maxshape=(None,), chunks=(1024,))
-        f.create_dataset("shape", (0, 2), np.int32, maxshape=(None, 2), chunks=(1024, 2))
-        f.create_dataset("offset", (0,), np.int64, maxshape=(None,), chunks=(1024,))
-        f.create_dataset("area", (0,), np.float32, maxshape=(None,), chunks=(1024,))
-        f.create_dataset("flag", (0,), np.uint8, maxshape=(None,), chunks=(1024,))
+        f.create_dataset("shape", (0, 2), np.int32, maxshape=(None, 2), chunks=(1024, 2), fletcher32=True)
+        f.create_dataset("offset", (0,), np.int64, maxshape=(None,), chunks=(1024,), fletcher32=True)
+        f.create_dataset("area", (0,), np.float32, maxshape=(None,), chunks=(1024,), fletcher32=True)
+        f.create_dataset("flag", (0,), np.uint8, maxshape=(None,), chunks=(1024,), fletcher32=True)
         return f
 
     def add_batch(self, rows: list[tuple[str, np.ndarray, float, int]]) -> None:
@@ -119,6 +120,16 @@ class MaskStore:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path} not found: run the masks stage (`dvc repro masks`) first")
+        try:
+            self._read()
+        except (OSError, KeyError) as err:  # truncated, bit-flipped (checksum) or not a mask store at all
+            raise MaskStoreError(f"{self.path} is not a readable mask store ({err}); delete it and re-run the masks stage") from err
+        if not np.isfinite(self.areas).all():
+            raise MaskStoreError(f"{self.path}: {int((~np.isfinite(self.areas)).sum())} mask areas are not finite; "
+                                 "delete it and re-run the masks stage")
+        self.index = {p: i for i, p in enumerate(self.impaths)}
+
+    def _read(self) -> None:
         with h5py.File(self.path, "r") as f:
             if f.attrs.get("schema") != SCHEMA:
                 raise MaskStoreError(f"{self.path}: mask store schema {f.attrs.get('schema')} != {SCHEMA}; re-run the masks stage")
@@ -130,7 +141,6 @@ class MaskStore:
             self.areas = f["area"][:n]
             self.flags = f["flag"][:n]
             self.packed = f["packed"][:]
-        self.index = {p: i for i, p in enumerate(self.impaths)}
 
     def __len__(self) -> int:
         return len(self.impaths)
