@@ -7,6 +7,7 @@ adding such a backbone never re-encodes an image.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
@@ -14,7 +15,7 @@ from pipeline.device import pick_device
 from pipeline.features.encoded import encode_views
 from pipeline.features.encoder import image_encoder
 from pipeline.features.views_dataset import ImageViews
-from pipeline.fingerprint import fingerprint
+from pipeline.fingerprint import file_digest, fingerprint, stat_digest
 from pipeline.manifest import read_prepared
 from pipeline.masks.store import MaskStore
 
@@ -32,6 +33,21 @@ def view_sets(prepared, masks, seeds: list[int], cfg: dict, size: int, mean, std
     return train, test
 
 
+def resume_key(params: dict, cfg: dict, seeds: list[int], train: ImageViews, test: ImageViews, device) -> str:
+    """Everything an encoded row depends on, so a killed run resumes only onto rows that are still right.
+
+    Besides the settings: the mask store's and the checkpoint's bytes (the same
+    path may hold new content), and each image path with its size and mtime.
+    """
+    recipe = {k: v for k, v in cfg.items() if k not in ("workers", "batch_images", "batch_size", "device")}
+    pretrained = Path(str(section(params, "clip").get("pretrained") or "")).expanduser()
+    images = [stat_digest(data.root, data.impaths) for data in (train, test)]
+    return fingerprint({"clip": params.get("clip"), "encode": recipe, "seeds": seeds, "n": [len(train), len(test)],
+                        "device": device.type, "images": images,
+                        "masks": file_digest(train.masks.path) if train.masks is not None else None,
+                        "checkpoint": file_digest(pretrained) if pretrained.is_file() else None})
+
+
 def run(dataset: str, params_file: str = "params.yaml") -> None:
     params = load_params(params_file)
     cfg = section(params, "encode")
@@ -41,10 +57,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     prepared = read_prepared(prepared_dir(dataset))
     clip = clip_from_params(params, device)
     train, test = view_sets(prepared, MaskStore(masks_path(dataset)), seeds, cfg, clip.image_size, clip.mean, clip.std)
-    recipe = {k: v for k, v in cfg.items() if k not in ("workers", "batch_images", "batch_size", "device")}
     attrs = {"dataset": dataset, "clip_model": clip.name, "clip_pretrained": clip.pretrained,
-             "fingerprint": fingerprint({"clip": params.get("clip"), "encode": recipe, "seeds": seeds,
-                                         "n": [len(train), len(test)], "device": device.type})}
+             "fingerprint": resume_key(params, cfg, seeds, train, test, device)}
     encode = image_encoder(clip.model.encode_image, device, cfg.get("precision", "bf16"), bool(cfg.get("channels_last", True)),
                            int(cfg.get("batch_size", 256)))
     print(f"encoding {dataset}: {len(train)} training images x {train.views} views (+ foreground views), "

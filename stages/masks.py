@@ -7,7 +7,7 @@ import os
 import pandas as pd
 
 from pipeline.atomic import atomic_path, write_json
-from pipeline.fingerprint import fingerprint
+from pipeline.fingerprint import fingerprint, stat_digest
 from pipeline.manifest import read_prepared
 from pipeline.masks import MaskRequest
 from pipeline.masks.quality import area_histogram, iou_against_groundtruth, summary
@@ -41,8 +41,11 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
         seg_cfg.setdefault("image_dir", prepared.classes.get("image_dir", ""))
     requests = mask_requests(prepared, dataset, seeds, bool(cfg.get("include_test", True)))
     size = int(cfg.get("store_size", 224))
+    # The resume key covers the images too (path, size, mtime): masks of replaced images are never reused.
+    images = stat_digest(prepared.root, [r.impath for r in requests])
     attrs = {"segmenter": name, "dataset": dataset,
-             "fingerprint": fingerprint({"segmenter": name, "cfg": seg_cfg, "size": size, "missing": cfg.get("missing")})}
+             "fingerprint": fingerprint({"segmenter": name, "cfg": seg_cfg, "size": size, "missing": cfg.get("missing"),
+                                         "images": images})}
     workers = int(cfg.get("workers", 0)) or (os.cpu_count() or 1)
     writer = MaskStoreWriter(masks_path(dataset), size, attrs)
     try:

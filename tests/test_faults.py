@@ -9,10 +9,13 @@ fault tests guarantee") lists what they check.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
+import re
 import shutil
 import signal
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -34,7 +37,7 @@ from pipeline.masks.segment_all import SegmenterWorkerError, segment_all
 from pipeline.masks.store import MaskStore, MaskStoreError, MaskStoreWriter
 from pipeline.models import load_clip
 from tests.test_datasets import make_pets
-from tests.tiny_project import write_params
+from tests.tiny_project import ROOT, write_params
 
 # --- few-shot pickles: no code runs from a dataset file --------------------------------------------------------------
 
@@ -276,7 +279,7 @@ def project(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        write_params(root, **{"heads.epochs": 1})
+        write_params(root, **TINY)
         prepare.run("synthetic")
         masks.run("synthetic")
         backbone.run("synthetic", "zsclip", 1)
@@ -287,6 +290,7 @@ def project(tmp_path_factory):
         os.chdir(cwd)
 
 
+TINY = {"heads.epochs": 1, "masks.compare": []}  # no IoU comparison: it is not what these tests are about
 DUMP = "data/features/synthetic/zsclip/seed1.h5"
 ENCODED = "data/encoded/synthetic.h5"
 MASKS = "data/masks/synthetic.h5"
@@ -419,3 +423,241 @@ def test_dump_with_nan_text_features_is_never_written(project, tmp_path):
     with pytest.raises(NonFiniteFeaturesError, match=r"out\.h5: non-finite .* in text/backbone \(1 of 6 rows\); nothing was written"):
         write_dump(tmp_path / "out.h5", arrays, dict(dump.attrs))
     assert not list(tmp_path.iterdir())
+
+
+# --- kill -9 and resume: no half file at a final path; a resumed run equals a fresh one, even after inputs changed --
+
+
+@pytest.fixture
+def scratch(project, tmp_path, monkeypatch):
+    """A private copy of the tiny project (its data and params) to kill stages in."""
+    for rel in ("params.yaml", "data/prepared", "data/masks", "data/backbones", "data/encoded"):
+        (shutil.copytree if (project / rel).is_dir() else shutil.copy)(project / rel, tmp_path / rel)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def kill_9_during(stage_call: str, patch: str) -> None:
+    """Run `patch` then `stage_call` in a fresh interpreter that SIGKILLs itself where `patch` says."""
+    code = f"import os, signal\nkill = lambda: os.kill(os.getpid(), signal.SIGKILL)\n{patch}\n{stage_call}\n"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+
+
+def h5_arrays(path) -> dict:
+    out = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def assert_same_content(a, b) -> None:
+    x, y = h5_arrays(a), h5_arrays(b)
+    assert x.keys() == y.keys()
+    for key in x:
+        assert np.array_equal(x[key], y[key], equal_nan=x[key].dtype.kind == "f"), key
+
+
+def fresh_copy_of(path, rerun) -> Path:
+    """Move `path` aside, build it again from scratch with `rerun()`, return the aside copy."""
+    aside = path.with_name("resumed_" + path.name)
+    shutil.move(path, aside)
+    rerun()
+    return aside
+
+
+KILL_ENCODE_ON_THIRD_BATCH = """
+import open_clip
+real, calls = open_clip.CLIP.encode_image, []
+def dying(self, x, *a, **k):
+    calls.append(1)
+    if len(calls) == 3:
+        kill()
+    return real(self, x, *a, **k)
+open_clip.CLIP.encode_image = dying
+"""
+
+
+def _encode_killed_then(change=None, kill_9: bool = False) -> tuple[Path, int]:
+    """Kill encode after two committed batches, apply `change`, resume; returns the file and its image count.
+
+    kill_9 kills the process for real; otherwise an interrupt stops it in this
+    process (quicker, and the same to the resume logic, which only sees files).
+    """
+    from stages import encode
+
+    out = Path(ENCODED)
+    out.unlink(missing_ok=True)
+    if kill_9:
+        kill_9_during("from stages import encode; encode.run('synthetic')", KILL_ENCODE_ON_THIRD_BATCH)
+    else:
+        _interrupt_encode_on_third_batch()
+    assert not out.exists() and out.with_name(out.name + ".partial").exists()
+    if change:
+        change()
+    with h5py.File(out.with_name(out.name + ".partial")) as f:
+        assert f.attrs["done_train"] > 0  # rows that a resume could (wrongly) keep
+    encode.run("synthetic")
+    with h5py.File(out) as f:
+        total = len(f["train/impath"]) + len(f["test/impath"])
+    return out, total
+
+
+def _interrupt_encode_on_third_batch() -> None:
+    import open_clip
+
+    from stages import encode
+
+    real, calls = open_clip.CLIP.encode_image, []
+
+    def interrupted(self, x, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, x, *a, **k)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(open_clip.CLIP, "encode_image", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            encode.run("synthetic")
+
+
+def _images_encoded(output: str) -> int:
+    return int(re.findall(r"views of (\d+) images", output)[-1])
+
+
+def test_kill_9_during_encode_resumes_bit_identically(scratch, capsys):
+    from stages import encode
+
+    out, total = _encode_killed_then(kill_9=True)
+    assert 0 < _images_encoded(capsys.readouterr().out) < total  # the committed batches were kept
+    assert_same_content(fresh_copy_of(out, lambda: encode.run("synthetic")), out)
+
+
+# After a change of input, a resumed run must encode every image again: a kept row would hold the old input.
+
+
+def test_encode_resume_after_the_masks_changed_keeps_no_old_row(scratch, capsys):
+    from stages import masks
+
+    def new_masks():
+        write_params(scratch, **TINY, **{"masks.segmenter": "center"})
+        masks.run("synthetic")
+
+    _, total = _encode_killed_then(new_masks)
+    assert _images_encoded(capsys.readouterr().out) == total
+
+
+def test_encode_resume_after_an_image_changed_keeps_no_old_row(scratch, capsys):
+    def replace_an_image():
+        prep = read_prepared("data/prepared/synthetic")
+        image = prep.root / prep.fewshot_train(1).impath[0]
+        os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+
+    _, total = _encode_killed_then(replace_an_image)
+    assert _images_encoded(capsys.readouterr().out) == total
+
+
+def test_encode_resume_after_the_checkpoint_changed_keeps_no_old_row(scratch, capsys):
+    import open_clip
+
+    from pipeline.models import save_checkpoint
+
+    ckpt = scratch / "data/models/clip.pt"
+
+    def weights(seed):
+        torch.manual_seed(seed)
+        save_checkpoint(open_clip.create_model("fvgpt-test-rn"), ckpt, "fvgpt-test-rn")
+
+    weights(1)
+    write_params(scratch, **TINY, **{"clip.pretrained": str(ckpt)})
+    _, total = _encode_killed_then(lambda: weights(2))  # same path, new bytes
+    assert _images_encoded(capsys.readouterr().out) == total
+
+
+def test_encode_partial_of_other_images_is_not_resumed(project, tmp_path):
+    from stages.encode import view_sets
+
+    prep = read_prepared(project / "data/prepared/synthetic")
+    clip = load_clip("fvgpt-test-rn", "")
+    train, test = view_sets(prep, MaskStore(project / MASKS), [1], {"views": 2}, 32, clip.mean, clip.std)
+    encode = lambda x: torch.nn.functional.normalize(clip.model.encode_image(x), dim=-1)  # noqa: E731
+
+    def dies_after_first_batch(x, calls=[]):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return encode(x)
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_views(tmp_path / "a.h5", train, test, dies_after_first_batch, 32, {"fingerprint": "f"}, "float32", batch_images=2)
+    train.impaths.reverse()  # same count, same settings, other order: the committed rows are other images
+    stats = encode_views(tmp_path / "a.h5", train, test, encode, 32, {"fingerprint": "f"}, "float32", batch_images=2)
+    assert stats.images == len(train) + len(test)
+    encode_views(tmp_path / "b.h5", train, test, encode, 32, {"fingerprint": "f"}, "float32", batch_images=2)
+    assert_same_content(tmp_path / "a.h5", tmp_path / "b.h5")
+
+
+KILL_MASKS_AFTER_FIVE = """
+import pipeline.masks.segment_all as sa
+from pipeline.masks.precomputed import GroundTruth
+sa.segment_all.__defaults__ = ("fail", 1, 2, None)  # commit every 2 masks
+real, seen = GroundTruth.segment, []
+def dying(self, image, request):
+    seen.append(1)
+    if len(seen) == 6:
+        kill()
+    return real(self, image, request)
+GroundTruth.segment = dying
+"""
+
+
+def _masks_killed_then(change=None) -> dict:
+    from stages import masks
+
+    out = Path(MASKS)
+    out.unlink()
+    kill_9_during("from stages import masks; masks.run('synthetic')", KILL_MASKS_AFTER_FIVE)
+    assert not out.exists() and out.with_name(out.name + ".partial").exists()
+    if change:
+        change()
+    masks.run("synthetic")
+    return json.loads(Path("data/masks/synthetic.report/quality.json").read_text())
+
+
+def test_kill_9_during_masks_resumes_bit_identically(scratch):
+    from stages import masks
+
+    assert _masks_killed_then()["reused"] == 4
+    assert_same_content(fresh_copy_of(Path(MASKS), lambda: masks.run("synthetic")), Path(MASKS))
+
+
+def test_masks_resume_after_an_image_changed_reuses_nothing(scratch):
+    with h5py.File(Path(MASKS + ".partial") if Path(MASKS + ".partial").exists() else MASKS) as f:
+        first = f["impath"].asstr()[0]
+    image = read_prepared("data/prepared/synthetic").root / first
+
+    def replace_image():
+        os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+
+    assert _masks_killed_then(replace_image)["reused"] == 0
+
+
+def test_kill_9_during_dump_leaves_no_half_file(project, scratch):
+    from stages import dump
+
+    out = Path(DUMP)
+    kill_9_during("from stages import dump; dump.run('synthetic', 'zsclip', 1)", """
+import h5py
+real, made = h5py.Group.create_dataset, []
+def dying(self, *a, **k):
+    made.append(1)
+    if len(made) == 3:
+        kill()
+    return real(self, *a, **k)
+h5py.Group.create_dataset = dying
+""")
+    assert not out.exists() and out.with_name(out.name + ".partial").exists()
+    dump.run("synthetic", "zsclip", 1)
+    assert_same_content(project / DUMP, out)  # the same as the dump built without a kill

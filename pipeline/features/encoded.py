@@ -100,16 +100,23 @@ def _create(path: Path, n_train: int, n_test: int, views: int, dim: int, dtype: 
     return f
 
 
-def _open_partial(tmp: Path, fingerprint: str) -> h5py.File | None:
+def _open_partial(tmp: Path, fingerprint: str, train_paths: Sequence[str], test_paths: Sequence[str]) -> h5py.File | None:
+    """The partial file of a killed run if it was made from exactly these inputs, else None (and it is deleted)."""
     if not tmp.exists():
         return None
     try:
         f = h5py.File(tmp, "a")
-        if f.attrs.get("fingerprint") == fingerprint and f.attrs.get("schema") == SCHEMA:
-            return f
-        f.close()
     except OSError:
-        pass
+        f = None  # unreadable: start over
+    if f is not None:
+        try:
+            if (f.attrs.get("fingerprint") == fingerprint and f.attrs.get("schema") == SCHEMA
+                    and list(f["train/impath"].asstr()[:]) == list(train_paths)
+                    and list(f["test/impath"].asstr()[:]) == list(test_paths)):
+                return f
+        except (OSError, KeyError):
+            pass
+        f.close()
     tmp.unlink()
     return None
 
@@ -170,7 +177,7 @@ def encode_views(path: str | Path, train: ImageViews, test: ImageViews, encode: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
-    f = _open_partial(tmp, attrs["fingerprint"])
+    f = _open_partial(tmp, attrs["fingerprint"], train.impaths, test.impaths)
     if f is None:
         f = _create(tmp, len(train), len(test), train.views, dim, dtype, attrs, train.impaths, test.impaths)
     stats = EncodeStats()
