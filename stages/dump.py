@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from pipeline.backbones import template_features, tuning
+from pipeline.atomic import check_writable
 from pipeline.device import pick_device
 from pipeline.features.dump import write_dump
 from pipeline.features.encoded import EncodedViews, encode_views
@@ -40,6 +41,7 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
     params = load_params(params_file)
     cfg = section(params, "dump")
     device = pick_device(section(params, "encode").get("device", "auto"))
+    check_writable(features_path(dataset, backbone, seed).parent)  # before any encoding, not after
     prepared = read_prepared(prepared_dir(dataset))
     clip = clip_from_params(params, device)
     model = tuning.load(backbone_dir(dataset, backbone, seed), clip, backbone_template(prepared, backbone))

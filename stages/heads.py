@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.atomic import check_writable
 from pipeline.device import pick_device
 from pipeline.features.dump import FeatureDump
 from pipeline.heads.config import HeadsConfig
@@ -27,6 +28,7 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
     params = load_params(params_file)
     device = pick_device(section(params, "heads").get("device", "auto"))
     config = heads_config(params, dataset, backbone, seed)
+    check_writable(heads_dir(dataset, backbone, seed))  # before training, not after
     torch.manual_seed(seed)
     dump = FeatureDump(features_path(dataset, backbone, seed))
     with progress_bar("heads epochs", config.epochs) as advance:

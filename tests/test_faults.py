@@ -661,3 +661,134 @@ h5py.Group.create_dataset = dying
     assert not out.exists() and out.with_name(out.name + ".partial").exists()
     dump.run("synthetic", "zsclip", 1)
     assert_same_content(project / DUMP, out)  # the same as the dump built without a kill
+
+
+# --- checkpoints: junk and unsafe files name themselves and why ------------------------------------------------------
+
+
+def _write_checkpoint(path, kind: str) -> None:
+    import open_clip
+
+    if kind == "text":
+        path.write_text("this is a README, not weights\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "junk_safetensors":
+        path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    elif kind == "truncated":
+        torch.save(open_clip.create_model("fvgpt-test-rn").state_dict(), path)
+        path.write_bytes(path.read_bytes()[:5000])
+    elif kind == "code":
+        torch.save({"state_dict": {}, "payload": _Exploit(os.system, "touch PWNED")}, path)
+
+
+@pytest.mark.parametrize("kind,suffix,message", [
+    ("text", ".pt", r"is not a readable PyTorch checkpoint \(.*\); it may be truncated or another kind of file"),
+    ("empty", ".pt", r"is not a readable PyTorch checkpoint"),
+    ("truncated", ".pt", r"is not a readable PyTorch checkpoint"),
+    ("junk_safetensors", ".safetensors", r"is not a readable safetensors file"),
+    ("code", ".pt", r"is not a plain weights file: it pickles the Python object (posix|nt)\.system, which would run code"),
+])
+def test_bad_clip_checkpoint_names_itself_and_why(tmp_path, monkeypatch, kind, suffix, message):
+    from pipeline.models import CheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / f"clip{suffix}"
+    _write_checkpoint(path, kind)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))} {message}"):
+        load_clip("fvgpt-test-rn", str(path))
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "code"])
+def test_bad_backbone_and_heads_weights_name_the_stage_to_rerun(project, tmp_path, monkeypatch, kind):
+    from pipeline.heads.io import load_heads
+    from pipeline.weights import CheckpointError, read_weights
+
+    monkeypatch.chdir(tmp_path)
+    _write_checkpoint(tmp_path / "learnable.pt", kind)
+    with pytest.raises(CheckpointError, match=r"learnable\.pt .*"):
+        read_weights(tmp_path / "learnable.pt", "re-run the backbone stage")
+    heads = tmp_path / "heads"
+    heads.mkdir()
+    (heads / "config.json").write_text(json.dumps({"config": {}}))
+    _write_checkpoint(heads / "heads.pt", kind)
+    with pytest.raises(CheckpointError, match=r"heads\.pt .*re-run the heads stage|heads\.pt is not a plain weights file"):
+        load_heads(heads, 32, 100.0)
+    assert not (tmp_path / "PWNED").exists()
+
+
+# --- outputs: a read-only folder or a full disk is one message and a clean stop --------------------------------------
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """Make `folder` unwritable: by its mode, or (as root, who ignores modes) by mounting a read-only tmpfs on it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("running as root without permission to mount a read-only folder")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_read_only_output_fails_before_any_work(tmp_path):
+    from pipeline.atomic import OutputWriteError, atomic_path
+
+    with read_only(tmp_path / "out"):
+        with pytest.raises(OutputWriteError, match=rf"cannot write {tmp_path}/out: {tmp_path}/out is not writable .*make it writable"):
+            with atomic_path(tmp_path / "out" / "x.json"):
+                raise AssertionError("the body ran")
+
+
+def test_heads_stage_checks_its_output_folder_before_training(scratch, monkeypatch):
+    from pipeline.atomic import OutputWriteError
+    from stages import dump, heads
+
+    dump.run("synthetic", "zsclip", 1)
+    monkeypatch.setattr(heads, "train_heads", lambda *a, **k: pytest.fail("trained before checking the output folder"))
+    with read_only(scratch / "data/heads/synthetic/zsclip/seed1"):
+        with pytest.raises(OutputWriteError, match=r"data/heads/synthetic/zsclip/seed1 is not writable"):
+            heads.run("synthetic", "zsclip", 1)
+
+
+def _limit_file_size():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as on a full disk
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+
+
+def test_full_disk_during_encode_is_one_line_and_a_clean_exit(scratch):
+    from stages import encode
+
+    Path(ENCODED).unlink()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "stages.cli", "encode", "synthetic"], env=env, capture_output=True,
+                          text=True, timeout=120, preexec_fn=_limit_file_size)
+    assert done.returncode == 1, done.stderr[-2000:]  # not -11: no crash in HDF5's exit handler
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("WARNING:root")]
+    assert errors == ["fvgpt encode: error: cannot write data/encoded/synthetic.h5.partial: the file size limit is reached; "
+                      "free space on data/encoded and re-run (a resumable stage keeps what it finished)"]
+    encode.run("synthetic")  # room again: it resumes and finishes
+    assert_same_content(fresh_copy_of(Path(ENCODED), lambda: encode.run("synthetic")), Path(ENCODED))
+
+
+def test_cli_reports_a_bad_setting_in_one_line(scratch):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    write_params(scratch, **TINY, **{"masks.segmenter": "nope", "masks.workers": 0})
+    result = CliRunner().invoke(app, ["masks", "synthetic"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("fvgpt masks: error: unknown segmenter 'nope'; "
+                                     "known: center, grabcut, precomputed, groundtruth, seem")

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, hdf5_writes
 from .encoded import CHECKSUM, FeatureFileError, check_finite, check_schema, open_readable, read_checked
 
 SCHEMA = 1
@@ -35,7 +35,7 @@ def write_dump(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, dty
             value = value.astype(dtype)
         stored[key] = value
     check_finite(Path(path), stored, "nothing was written; re-run the encode and backbone stages it is built from")
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, hdf5_writes(tmp):
         with h5py.File(tmp, "w") as f:
             for key, value in stored.items():
                 chunks = (1,) + value.shape[1:] if value.ndim == 3 and value.size else None

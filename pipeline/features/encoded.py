@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..atomic import partial_path
+from ..atomic import check_writable, close_quietly, hdf5_writes, partial_path
 from .views_dataset import ImageViews
 
 SCHEMA = 1
@@ -175,17 +175,20 @@ def encode_views(path: str | Path, train: ImageViews, test: ImageViews, encode: 
                  advance=None) -> EncodeStats:
     """Encode every view of `train` and `test` into `path` (resumable, atomic)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path.parent)
     tmp = partial_path(path)
-    f = _open_partial(tmp, attrs["fingerprint"], train.impaths, test.impaths)
-    if f is None:
-        f = _create(tmp, len(train), len(test), train.views, dim, dtype, attrs, train.impaths, test.impaths)
     stats = EncodeStats()
-    try:
-        with torch.inference_mode():
-            _encode_split(f, "train", train, encode, batch_images, workers, stats, advance)
-            _encode_split(f, "test", test, encode, batch_images, workers, stats, advance)
-    finally:
+    with hdf5_writes(tmp):
+        f = _open_partial(tmp, attrs["fingerprint"], train.impaths, test.impaths)
+        if f is None:
+            f = _create(tmp, len(train), len(test), train.views, dim, dtype, attrs, train.impaths, test.impaths)
+        try:
+            with torch.inference_mode():
+                _encode_split(f, "train", train, encode, batch_images, workers, stats, advance)
+                _encode_split(f, "test", test, encode, batch_images, workers, stats, advance)
+        except BaseException:
+            close_quietly(f)  # the committed rows stay in the partial file for the next run
+            raise
         f.close()
     os.replace(tmp, path)
     return stats

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from ..atomic import partial_path
+from ..atomic import check_writable, close_quietly, hdf5_writes, partial_path
 
 SCHEMA = 1
 OK, EMPTY, FULL, MISSING = 0, 1, 2, 3
@@ -50,8 +50,9 @@ class MaskStoreWriter:
     def __init__(self, path: str | Path, size: int, attrs: dict) -> None:
         self.path, self.size = Path(path), size
         self.tmp = partial_path(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = self._open_or_resume(attrs)
+        check_writable(self.path.parent)
+        with hdf5_writes(self.tmp):
+            self.file = self._open_or_resume(attrs)
         self.done = set(self.file["impath"].asstr()[: self.n])
 
     @property
@@ -88,6 +89,11 @@ class MaskStoreWriter:
         """Rows of (impath, stored-size bool mask, area ratio, flag); committed together."""
         if not rows:
             return
+        with hdf5_writes(self.tmp):
+            self._append(rows)
+        self.done.update(r[0] for r in rows)
+
+    def _append(self, rows: list[tuple[str, np.ndarray, float, int]]) -> None:
         f, n = self.file, self.n
         start = f["packed"].shape[0]
         packed = [np.packbits(m.ravel()) for _, m, _, _ in rows]
@@ -101,16 +107,17 @@ class MaskStoreWriter:
             ds[n:] = np.asarray(values, dtype=object if name == "impath" else ds.dtype)
         f.attrs["n_committed"] = n + len(rows)
         f.flush()
-        self.done.update(r[0] for r in rows)
 
     def finish(self, extra_attrs: dict | None = None) -> Path:
-        self.file.attrs.update(extra_attrs or {})
-        self.file.close()
+        with hdf5_writes(self.tmp):
+            self.file.attrs.update(extra_attrs or {})
+            self.file.close()
         os.replace(self.tmp, self.path)
         return self.path
 
     def close(self) -> None:
-        self.file.close()
+        """Stop without finishing (the committed rows stay for the next run); quiet if a failed write broke the file."""
+        close_quietly(self.file)
 
 
 class MaskStore:
