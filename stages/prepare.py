@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.atomic import atomic_dir
 from pipeline.datasets import DatasetLayoutError, dataset_root, load_dataset
 from pipeline.datasets.synthetic import SyntheticSpec, generate
+from pipeline.datasets.validate import check_shots, validate_dataset
 from pipeline.manifest import build_manifest, missing_images, write_prepared
 
 from ._common import load_params, prepared_dir, progress_bar, section
@@ -17,6 +18,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
     params = load_params(params_file)
     cfg = section(params, "prepare")
     seeds = [int(s) for s in params.get("seeds", [1])]
+    shots = check_shots(cfg.get("shots", 16))
     out = prepared_dir(dataset)
     with atomic_dir(out) as tmp:
         if dataset == "synthetic":
@@ -36,9 +38,10 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
                     f"{dataset}: {len(missing)} images listed in the split are missing under {root}, e.g. "
                     + ", ".join(missing[:5])
                 )
+        validate_dataset(data)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            df, classes = build_manifest(data, int(cfg.get("shots", 16)), seeds)
+            df, classes = build_manifest(data, shots, seeds)
         for w in caught:
             print(f"warning: {w.message}")
         write_prepared(tmp, df, classes)

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from pipeline.datasets import load_dataset
@@ -290,7 +291,10 @@ def project(tmp_path_factory):
         os.chdir(cwd)
 
 
-TINY = {"heads.epochs": 1, "masks.compare": []}  # no IoU comparison: it is not what these tests are about
+# Smaller still than the other stage tests (one test image per class, no IoU comparison): encode runs often here.
+TINY = {"heads.epochs": 1, "masks.compare": [],
+        "prepare.synthetic": {"image_size": 32, "train_per_class": 4, "val_per_class": 1, "test_per_class": 1,
+                              "n_shapes": 2, "n_colours": 3}}
 DUMP = "data/features/synthetic/zsclip/seed1.h5"
 ENCODED = "data/encoded/synthetic.h5"
 MASKS = "data/masks/synthetic.h5"
@@ -315,7 +319,7 @@ def _set_nan(path, key, index):
         f[key][...] = values
 
 
-@pytest.mark.parametrize("key,index,rows", [("text/backbone", (0, 3), "1 of 6 rows"), ("test/feat", (4, 0), "1 of 18 rows"),
+@pytest.mark.parametrize("key,index,rows", [("text/backbone", (0, 3), "1 of 6 rows"), ("test/feat", (4, 0), "1 of 6 rows"),
                                             ("train/feat_fg", (1, 2, 5), "1 of 6 rows"), ("train/area", (0, 1), "1 of 6 rows")])
 def test_nan_in_a_feature_file_is_refused_naming_dataset_and_rows(copy_of, key, index, rows):
     path = copy_of(DUMP)
@@ -327,7 +331,7 @@ def test_nan_in_a_feature_file_is_refused_naming_dataset_and_rows(copy_of, key, 
 def test_nan_in_the_encodings_is_refused(copy_of):
     path = copy_of(ENCODED)
     _set_nan(path, "test/feat_fg", (2, 7))
-    with pytest.raises(NonFiniteFeaturesError, match=r"test/feat_fg \(1 of 18 rows\)"):
+    with pytest.raises(NonFiniteFeaturesError, match=r"test/feat_fg \(1 of 6 rows\)"):
         EncodedViews(path)
 
 
@@ -594,9 +598,8 @@ def test_encode_partial_of_other_images_is_not_resumed(project, tmp_path):
         encode_views(tmp_path / "a.h5", train, test, dies_after_first_batch, 32, {"fingerprint": "f"}, "float32", batch_images=2)
     train.impaths.reverse()  # same count, same settings, other order: the committed rows are other images
     stats = encode_views(tmp_path / "a.h5", train, test, encode, 32, {"fingerprint": "f"}, "float32", batch_images=2)
-    assert stats.images == len(train) + len(test)
-    encode_views(tmp_path / "b.h5", train, test, encode, 32, {"fingerprint": "f"}, "float32", batch_images=2)
-    assert_same_content(tmp_path / "a.h5", tmp_path / "b.h5")
+    assert stats.images == len(train) + len(test)  # nothing kept: every row holds the image its path names
+    assert EncodedViews(tmp_path / "a.h5").train_paths == train.impaths
 
 
 KILL_MASKS_AFTER_FIVE = """
@@ -792,3 +795,63 @@ def test_cli_reports_a_bad_setting_in_one_line(scratch):
     assert result.exit_code == 1
     assert result.stderr.strip() == ("fvgpt masks: error: unknown segmenter 'nope'; "
                                      "known: center, grabcut, precomputed, groundtruth, seem")
+
+
+# --- datasets: prepare refuses what later stages cannot run on, saying what and how to fix it ----------------------
+
+
+def _image_folder(root: Path, classes: dict[str, int], test_per_class: int = 1) -> Path:
+    """imagefolder layout: `classes` maps each class folder to its number of training images."""
+    for name, n_train in classes.items():
+        for split, n in (("train", n_train), ("test", test_per_class)):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(np.full((8, 8, 3), 30 * i, np.uint8)).save(root / split / name / f"{i}.png")
+    return root
+
+
+def _prepare(tmp_path, data_root: Path, shots=2):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seeds": [1], "prepare": {
+        "shots": shots, "roots": {"imagefolder": str(data_root)}}}))
+    return CliRunner().invoke(app, ["prepare", "imagefolder"])
+
+
+@pytest.mark.parametrize("case,message", [
+    ("fine", None),
+    ("no_training_images", r"1 classes have no training image, e\.g\. \['c'\]; add training images or remove the class"),
+    ("one_class", r"1 class found, but base-to-new needs at least 2 \(one base, one new\); add classes"),
+    ("same_name", r"'a b' and 'a_b' both name the class 'a b'.*rename one of each"),
+    ("not_an_image", r"1 listed files are not images \(by their extension\), e\.g\. \['train/a/notes\.txt'\]; move them out"),
+    ("stray_file", r"train must hold only class folders, but has 1 files, e\.g\. \['README\.txt'\]; move them elsewhere"),
+    ("no_new_test_image", r"no test image of any new class; add test images"),
+    ("zero_shots", r"prepare\.shots must be a positive integer \(images per class\), got 0"),
+])
+def test_prepare_refuses_a_degenerate_dataset_in_one_line(tmp_path, monkeypatch, case, message):
+    monkeypatch.chdir(tmp_path)
+    root = _image_folder(tmp_path / "ds", {"a": 2, "b": 2, "c": 0 if case == "no_training_images" else 2})
+    if case == "one_class":
+        for split in ("train", "test"):
+            shutil.rmtree(root / split / "b")
+            shutil.rmtree(root / split / "c")
+    elif case == "same_name":
+        (root / "train" / "a").rename(root / "train" / "a_b")
+        (root / "test" / "a").rename(root / "test" / "a_b")
+        _image_folder(root, {"a b": 2})
+    elif case == "not_an_image":
+        (root / "train" / "a" / "notes.txt").write_text("shot on a Tuesday")
+    elif case == "stray_file":
+        (root / "train" / "README.txt").write_text("class folders below")
+    elif case == "no_new_test_image":
+        for name in ("b", "c"):  # base is {a, b}, new is {c}
+            shutil.rmtree(root / "test" / name)
+    result = _prepare(tmp_path, root, shots=0 if case == "zero_shots" else 2)
+    if message is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 1, result.output
+    assert re.fullmatch(rf"fvgpt prepare: error: .*{message}.*", result.stderr.strip()), result.stderr
+    assert not (tmp_path / "data/prepared/imagefolder").exists()
