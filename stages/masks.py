@@ -72,6 +72,10 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     with atomic_path(out / "area_hist.png") as tmp:
         area_histogram(store, tmp, f"{dataset}: {name} masks, {len(store)} images")
     write_json(out / "quality.json", stats)
+    if stats["stretched"]:
+        print(f"warning: {stats['stretched']} of {stats['images']} masks have another aspect ratio than their image and were "
+              f"stretched to fit it (e.g. {result.stretched[:3] or 'in a resumed part'}); check the mask files and masks.{name} "
+              "settings (listed as `stretched` in quality.json)")
     print(f"masks for {dataset}: {stats['images']} images ({result.n_new} segmented, {result.n_reused} reused), "
           f"empty {stats['empty']}, full {stats['full']}, missing {stats['missing']}"
           + (f", IoU vs ground truth {stats['iou']}" if "iou" in stats else ""))

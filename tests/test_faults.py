@@ -855,3 +855,33 @@ def test_prepare_refuses_a_degenerate_dataset_in_one_line(tmp_path, monkeypatch,
     assert result.exit_code == 1, result.output
     assert re.fullmatch(rf"fvgpt prepare: error: .*{message}.*", result.stderr.strip()), result.stderr
     assert not (tmp_path / "data/prepared/imagefolder").exists()
+
+
+# --- masks of another aspect ratio than their image are flagged, not silently stretched -----------------------------
+
+
+def test_stretched_masks_are_counted_and_scaled_ones_are_not(tmp_path):
+    requests = _mask_requests(tmp_path, 3)  # 8x8 images
+    (tmp_path / "mask" / "img").mkdir(parents=True)
+    for i, (w, h) in enumerate([(8, 8), (4, 4), (16, 8)]):  # same, half size (fine), twice as wide (stretched)
+        Image.fromarray(np.full((h, w), 255, np.uint8)).save(tmp_path / "mask" / "img" / f"{i}.png")
+    writer = MaskStoreWriter(tmp_path / "m.h5", 8, {"fingerprint": "x"})
+    result = segment_all(requests, writer, "precomputed", {}, workers=1)
+    store = MaskStore(writer.finish())
+    assert result.stretched == ["img/2.png"]
+    assert store.stretched.tolist() == [False, False, True]
+
+
+def test_masks_stage_reports_stretched_masks(scratch, capsys):
+    from stages import masks
+
+    prep = read_prepared("data/prepared/synthetic")
+    first = prep.fewshot_train(1).impath[0]
+    mask_file = prep.root / "mask" / Path(first).relative_to("images")
+    with Image.open(mask_file) as im:
+        im.resize((im.width * 2, im.height)).save(mask_file)
+    write_params(scratch, **TINY, **{"masks.segmenter": "precomputed", "masks.precomputed": {"threshold": 127}})
+    masks.run("synthetic")
+    quality = json.loads(Path("data/masks/synthetic.report/quality.json").read_text())
+    assert quality["stretched"] == 1
+    assert f"warning: 1 of {quality['images']} masks have another aspect ratio than their image" in capsys.readouterr().out

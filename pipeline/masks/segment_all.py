@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..images import load_rgb
 from . import create_segmenter
-from .base import MaskRequest, MissingMaskError
+from .base import MaskRequest, MissingMaskError, StretchedMaskWarning
 from .store import MISSING, MaskStoreWriter, flag_of, resize_shorter
 
 _WORKER = {}
@@ -23,6 +24,7 @@ class SegmentResult:
     n_new: int = 0
     n_reused: int = 0
     missing: list[str] = field(default_factory=list)
+    stretched: list[str] = field(default_factory=list)  # masks of another aspect ratio than their image
 
 
 class SegmenterWorkerError(RuntimeError):
@@ -39,18 +41,24 @@ def _init_worker(name: str, cfg: dict, size: int) -> None:
 
 
 def _segment_one(request: MaskRequest):
-    """(impath, stored mask or None if missing, area, flag)."""
+    """(impath, stored mask or None if missing, area, flag, why missing, whether the mask was stretched)."""
     if _WORKER.get("error"):
         raise SegmenterWorkerError(f"a masks worker could not build the segmenter: {_WORKER['error']}")
     image = np.asarray(load_rgb(request.path))
     try:
-        mask = _WORKER["segmenter"].segment(image, request)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StretchedMaskWarning)
+            mask = _WORKER["segmenter"].segment(image, request)
     except MissingMaskError as err:
-        return request.impath, None, 1.0, MISSING, str(err)
+        return request.impath, None, 1.0, MISSING, str(err), False
+    for w in caught:  # anything else is the caller's to see
+        if not issubclass(w.category, StretchedMaskWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    stretched = any(issubclass(w.category, StretchedMaskWarning) for w in caught)
     mask = np.asarray(mask, bool)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"segmenter {_WORKER['segmenter'].name} returned a {mask.shape} mask for {request.path} ({image.shape[:2]})")
-    return request.impath, resize_shorter(mask, _WORKER["size"]), float(mask.mean()), flag_of(mask), ""
+    return request.impath, resize_shorter(mask, _WORKER["size"]), float(mask.mean()), flag_of(mask), "", stretched
 
 
 def segment_all(requests: Iterable[MaskRequest], writer: MaskStoreWriter, name: str, cfg: dict, missing_policy: str = "fail",
@@ -70,7 +78,9 @@ def segment_all(requests: Iterable[MaskRequest], writer: MaskStoreWriter, name: 
     rows = []
 
     def consume(out) -> None:
-        impath, mask, area, flag, why = out
+        impath, mask, area, flag, why, stretched = out
+        if stretched:
+            result.stretched.append(impath)
         if mask is None:
             result.missing.append(why)
             if missing_policy == "fail":
@@ -78,7 +88,7 @@ def segment_all(requests: Iterable[MaskRequest], writer: MaskStoreWriter, name: 
             w, h = load_rgb(by_path[impath].path).size
             mask = resize_shorter(np.ones((h, w), bool), writer.size)
             area, flag = 1.0, MISSING
-        rows.append((impath, mask, area, flag))
+        rows.append((impath, mask, area, flag, stretched))
         result.n_new += 1
         if len(rows) >= batch:
             writer.add_batch(rows)

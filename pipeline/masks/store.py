@@ -21,6 +21,7 @@ from ..atomic import check_writable, close_quietly, hdf5_writes, partial_path
 SCHEMA = 1
 OK, EMPTY, FULL, MISSING = 0, 1, 2, 3
 FLAG_NAMES = {OK: "ok", EMPTY: "empty", FULL: "full", MISSING: "missing"}
+ROW_DATASETS = ("impath", "shape", "offset", "area", "flag", "stretched")
 
 
 class MaskStoreError(ValueError):
@@ -63,9 +64,10 @@ class MaskStoreWriter:
         if self.tmp.exists():
             try:
                 f = h5py.File(self.tmp, "a")
-                if f.attrs.get("fingerprint") == attrs.get("fingerprint") and f.attrs.get("store_size") == self.size:
+                if (f.attrs.get("fingerprint") == attrs.get("fingerprint") and f.attrs.get("store_size") == self.size
+                        and "stretched" in f):
                     n = int(f.attrs["n_committed"])
-                    for name in ("impath", "shape", "offset", "area", "flag"):
+                    for name in ROW_DATASETS:
                         f[name].resize((n,) + f[name].shape[1:])
                     end = int(f["offset"][n - 1] + np.ceil(np.prod(f["shape"][n - 1]) / 8)) if n else 0
                     f["packed"].resize((end,))
@@ -83,10 +85,11 @@ class MaskStoreWriter:
         f.create_dataset("offset", (0,), np.int64, maxshape=(None,), chunks=(1024,), fletcher32=True)
         f.create_dataset("area", (0,), np.float32, maxshape=(None,), chunks=(1024,), fletcher32=True)
         f.create_dataset("flag", (0,), np.uint8, maxshape=(None,), chunks=(1024,), fletcher32=True)
+        f.create_dataset("stretched", (0,), np.uint8, maxshape=(None,), chunks=(1024,), fletcher32=True)
         return f
 
     def add_batch(self, rows: list[tuple[str, np.ndarray, float, int]]) -> None:
-        """Rows of (impath, stored-size bool mask, area ratio, flag); committed together."""
+        """Rows of (impath, stored-size bool mask, area ratio, flag[, stretched]); committed together."""
         if not rows:
             return
         with hdf5_writes(self.tmp):
@@ -96,12 +99,13 @@ class MaskStoreWriter:
     def _append(self, rows: list[tuple[str, np.ndarray, float, int]]) -> None:
         f, n = self.file, self.n
         start = f["packed"].shape[0]
-        packed = [np.packbits(m.ravel()) for _, m, _, _ in rows]
+        packed = [np.packbits(row[1].ravel()) for row in rows]
         offsets = start + np.concatenate([[0], np.cumsum([len(p) for p in packed])[:-1]])
         f["packed"].resize((start + sum(len(p) for p in packed),))
         f["packed"][start:] = np.concatenate(packed)
         for name, values in (("impath", [r[0] for r in rows]), ("shape", [r[1].shape for r in rows]), ("offset", offsets),
-                             ("area", [r[2] for r in rows]), ("flag", [r[3] for r in rows])):
+                             ("area", [r[2] for r in rows]), ("flag", [r[3] for r in rows]),
+                             ("stretched", [bool(r[4]) if len(r) > 4 else False for r in rows])):
             ds = f[name]
             ds.resize((n + len(rows),) + ds.shape[1:])
             ds[n:] = np.asarray(values, dtype=object if name == "impath" else ds.dtype)
@@ -147,6 +151,7 @@ class MaskStore:
             self.offsets = f["offset"][:n]
             self.areas = f["area"][:n]
             self.flags = f["flag"][:n]
+            self.stretched = f["stretched"][:n].astype(bool) if "stretched" in f else np.zeros(n, bool)
             self.packed = f["packed"][:]
 
     def __len__(self) -> int:
