@@ -70,6 +70,12 @@ def _run(name: str, *args) -> None:
 
 
 @app.command()
+def inputs(dataset: str = DATASET, params: str = PARAMS) -> None:
+    """Fingerprint the dataset's folder outside the repository (paths, sizes, mtimes) so DVC sees it change."""
+    _run("inputs", dataset, params)
+
+
+@app.command()
 def prepare(dataset: str = DATASET, params: str = PARAMS) -> None:
     """Read a dataset (CoOp layout, ImageFolder, or generate `synthetic`) and write its manifest with few-shot columns."""
     _run("prepare", dataset, params)

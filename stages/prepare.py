@@ -5,13 +5,14 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from pipeline.atomic import atomic_dir
+from pipeline.atomic import atomic_dir, write_json
 from pipeline.datasets import DatasetLayoutError, dataset_root, load_dataset
 from pipeline.datasets.synthetic import SyntheticSpec, generate
 from pipeline.datasets.validate import check_shots, validate_dataset
 from pipeline.manifest import build_manifest, missing_images, write_prepared
 
 from ._common import load_params, prepared_dir, progress_bar, section
+from .inputs import dataset_inputs
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> Path:
@@ -45,6 +46,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
         for w in caught:
             print(f"warning: {w.message}")
         write_prepared(tmp, df, classes)
+        # A changed file outside the repository changes this folder, so every stage after prepare re-runs.
+        write_json(tmp / "inputs.json", dataset_inputs(dataset, cfg))
     n_base, n_new = len(classes["base"]), len(classes["new"])
     print(f"prepared {dataset}: {len(df)} rows, {n_base} base + {n_new} new classes, seeds {seeds} -> {out}")
     return out

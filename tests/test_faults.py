@@ -885,3 +885,30 @@ def test_masks_stage_reports_stretched_masks(scratch, capsys):
     quality = json.loads(Path("data/masks/synthetic.report/quality.json").read_text())
     assert quality["stretched"] == 1
     assert f"warning: 1 of {quality['images']} masks have another aspect ratio than their image" in capsys.readouterr().out
+
+
+# --- external inputs: a changed dataset folder changes its fingerprint (and so what DVC re-runs) -------------------
+
+
+def test_dataset_fingerprint_follows_every_file_change(tmp_path, monkeypatch):
+    from stages import inputs
+
+    root = _image_folder(tmp_path / "ds", {"a": 2, "b": 2})
+    cfg = {"roots": {"imagefolder": str(root)}}
+    first = inputs.dataset_inputs("imagefolder", cfg)
+    assert first["files"] == 6 and inputs.dataset_inputs("imagefolder", cfg) == first
+    (root / ".DS_Store").write_text("hidden files are not data")
+    assert inputs.dataset_inputs("imagefolder", cfg) == first
+    seen = {first["digest"]}
+    image = root / "train" / "a" / "0.png"
+    for change in (lambda: os.utime(image, ns=(0, image.stat().st_mtime_ns + 1)),  # replaced or edited in place
+                   lambda: shutil.copy(image, root / "train" / "a" / "9.png"),  # added
+                   lambda: (root / "train" / "b" / "1.png").unlink()):  # removed
+        change()
+        digest = inputs.dataset_inputs("imagefolder", cfg)["digest"]
+        assert digest not in seen
+        seen.add(digest)
+    monkeypatch.chdir(tmp_path)
+    assert _prepare(tmp_path, root).exit_code == 0
+    recorded = json.loads((tmp_path / "data/prepared/imagefolder/inputs.json").read_text())
+    assert recorded == inputs.dataset_inputs("imagefolder", cfg)  # prepare's output changes with the folder
