@@ -28,14 +28,19 @@ def write_failure(path: str | Path, err: BaseException, folder: str | Path | Non
     Besides OSError's errno, HDF5 and torch report the system error inside
     their message ("errno = 28", "No space left on device").
     """
-    if not isinstance(err, (OSError, RuntimeError)):
-        return None
-    text = str(err)
-    code = getattr(err, "errno", None)
-    if code not in _NO_ROOM and code not in _NO_ACCESS:
-        found = re.search(r"errno = (\d+)", text)
-        code = int(found.group(1)) if found else next((c for c in (*_NO_ROOM, *_NO_ACCESS) if os.strerror(c) in text), None)
     folder = Path(folder or Path(path).parent)
+    if isinstance(err, OSError) and err.errno is not None:
+        if err.filename and not Path(err.filename).resolve().is_relative_to(folder.resolve()):
+            return None  # reading an input failed, not writing here
+        code = err.errno
+    elif isinstance(err, (OSError, RuntimeError)):
+        text = str(err)
+        found = re.search(r"errno = (\d+)", text)  # how HDF5 reports the system error
+        code = int(found.group(1)) if found else None
+        if code is None and isinstance(err, RuntimeError):  # torch's writer gives only the system message
+            code = next((c for c in (*_NO_ROOM, *_NO_ACCESS) if os.strerror(c) in text), None)
+    else:
+        return None
     if code in _NO_ROOM:
         return OutputWriteError(f"cannot write {path}: {_NO_ROOM[code]}; free space on {folder} and re-run "
                                 "(a resumable stage keeps what it finished)")
