@@ -46,6 +46,8 @@ def _is_bad_input(err: Exception) -> bool:
         return True
     if not isinstance(err, (KeyError, ValueError, FileNotFoundError, PermissionError)) or err.__traceback__ is None:
         return False
+    if isinstance(err, KeyError) and " " not in str(err.args[0] if err.args else ""):
+        return False  # a bare missing key is a lookup that failed, not a message
     tb = err.__traceback__
     while tb.tb_next is not None:
         tb = tb.tb_next

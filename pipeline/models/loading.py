@@ -29,8 +29,6 @@ class ModelNotFoundError(FileNotFoundError):
     """The weights `clip.pretrained` names are not on this machine."""
 
 
-
-
 @dataclass
 class ClipModel:
     """A frozen CLIP with what the pipeline needs to feed it."""
