@@ -9,6 +9,10 @@ DATA = Path("data")
 REPORTS = Path("reports")
 
 
+def inputs_path(dataset: str) -> Path:
+    return DATA / "inputs" / f"{dataset}.json"
+
+
 def prepared_dir(dataset: str) -> Path:
     return DATA / "prepared" / dataset
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from pathlib import Path
 
 import typer
+
+from pipeline.atomic import OutputWriteError
 
 app = typer.Typer(
     add_completion=False,
@@ -18,17 +23,6 @@ BACKBONE = typer.Argument(..., help="Backbone name (a key of `backbones` in para
 SEED = typer.Argument(..., help="Few-shot seed (one of `seeds`).")
 
 
-def _fail_clearly(run):
-    """Run a stage; a bad params file stops it with one line naming the key (no traceback)."""
-    from pipeline.config_reader import ConfigError
-
-    try:
-        return run()
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
-
-
 def _stage(name: str):
     try:
         return importlib.import_module(f"stages.{name}")
@@ -39,52 +33,96 @@ def _stage(name: str):
         raise typer.Exit(code=2) from None
 
 
+_OWN_CODE = (str(Path(__file__).resolve().parents[1] / "pipeline"), str(Path(__file__).resolve().parent))
+
+
+def _is_bad_input(err: Exception) -> bool:
+    """An error the pipeline raised on purpose, with a message naming the file or key and the fix.
+
+    Those are the pipeline's own exception types, and the builtin ones raised
+    by its own code (not from inside a library, where a traceback helps).
+    """
+    if type(err).__module__.split(".")[0] == "pipeline":
+        return True
+    if not isinstance(err, (KeyError, ValueError, FileNotFoundError, PermissionError)) or err.__traceback__ is None:
+        return False
+    if isinstance(err, KeyError) and " " not in str(err.args[0] if err.args else ""):
+        return False  # a bare missing key is a lookup that failed, not a message
+    tb = err.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_OWN_CODE)
+
+
+def _run(name: str, *args) -> None:
+    """Run a stage. A bad input ends it with one line on stderr and exit status 1 (FVGPT_TRACEBACK=1 shows the traceback)."""
+    try:
+        _stage(name).run(*args)
+    except Exception as err:
+        if not _is_bad_input(err) or os.environ.get("FVGPT_TRACEBACK"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        typer.echo(f"fvgpt {name}: error: {message}", err=True)
+        if isinstance(err, OutputWriteError):
+            # HDF5's exit handler crashes on a file whose last write failed: leave before it runs.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+        raise typer.Exit(code=1) from None
+
+
+@app.command()
+def inputs(dataset: str = DATASET, params: str = PARAMS) -> None:
+    """Fingerprint the dataset's folder outside the repository (paths, sizes, mtimes) so DVC sees it change."""
+    _run("inputs", dataset, params)
+
+
 @app.command()
 def prepare(dataset: str = DATASET, params: str = PARAMS) -> None:
     """Read a dataset (CoOp layout, ImageFolder, or generate `synthetic`) and write its manifest with few-shot columns."""
-    _fail_clearly(lambda: _stage("prepare").run(dataset, params))
+    _run("prepare", dataset, params)
 
 
 @app.command()
 def masks(dataset: str = DATASET, params: str = PARAMS) -> None:
     """Segment the images a run needs into data/masks/<dataset>.h5 with the segmenter in `masks.segmenter`."""
-    _fail_clearly(lambda: _stage("masks").run(dataset, params))
+    _run("masks", dataset, params)
 
 
 @app.command()
 def encode(dataset: str = DATASET, params: str = PARAMS) -> None:
     """Encode every training view and test image once with CLIP's image encoder (shared by zsclip, coop, kgcoop)."""
-    _fail_clearly(lambda: _stage("encode").run(dataset, params))
+    _run("encode", dataset, params)
 
 
 @app.command()
 def pretrain(params: str = PARAMS) -> None:
     """Train the built-in benchmark's tiny CLIP on synthetic image-caption pairs (data/models/)."""
-    _fail_clearly(lambda: _stage("pretrain").run(params))
+    _run("pretrain", params)
 
 
 @app.command()
 def backbone(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
     """Tune a prompt backbone on the base classes of a seed's few-shot split."""
-    _fail_clearly(lambda: _stage("backbone").run(dataset, backbone, seed, params))
+    _run("backbone", dataset, backbone, seed, params)
 
 
 @app.command()
 def features(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
     """Write one feature file per run: the shared image encodings (or the backbone's own) plus its class text features."""
-    _fail_clearly(lambda: _stage("features").run(dataset, backbone, seed, params))
+    _run("features", dataset, backbone, seed, params)
 
 
 @app.command()
 def heads(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
     """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features."""
-    _fail_clearly(lambda: _stage("heads").run(dataset, backbone, seed, params))
+    _run("heads", dataset, backbone, seed, params)
 
 
 @app.command()
 def evaluate(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
     """Base/new/HM accuracy of CLIP, the backbone and backbone + FVG-PT; shift index; gate statistics."""
-    _fail_clearly(lambda: _stage("evaluate").run(dataset, backbone, seed, params))
+    _run("evaluate", dataset, backbone, seed, params)
 
 
 @app.command()
@@ -99,24 +137,13 @@ def sweep(
 ) -> None:
     """Train many head configurations on the cached features in one process; write reports/sweeps/*.md|csv."""
     seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    _fail_clearly(lambda: _stage("sweep").run(dataset, backbone, ablation, grid, seed_list, sequential, params))
+    _run("sweep", dataset, backbone, ablation, grid, seed_list, sequential, params)
 
 
 @app.command()
 def report(params: str = PARAMS) -> None:
     """Aggregate every run into tables (CSV, Markdown) and figures under reports/."""
-    _fail_clearly(lambda: _stage("report").run(params))
-
-
-@app.command()
-def check(params: str = PARAMS) -> None:
-    """Check the whole params file: every key known, every value of the right type and range."""
-    from pipeline.config import load_params
-
-    loaded = _fail_clearly(lambda: load_params(params))
-    n = len(loaded.datasets) * len(loaded.backbones) * len(loaded.seeds)
-    typer.echo(f"{params}: OK ({len(loaded.datasets)} datasets x {len(loaded.backbones)} backbones x "
-               f"{len(loaded.seeds)} seeds = {n} runs)")
+    _run("report", params)
 
 
 if __name__ == "__main__":

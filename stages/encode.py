@@ -7,6 +7,7 @@ adding such a backbone never re-encodes an image.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
@@ -15,13 +16,29 @@ from pipeline.features.encoded import encode_views
 from pipeline.features.encoder import image_encoder
 from pipeline.config import to_plain
 from pipeline.features.views_dataset import view_sets
-from pipeline.fingerprint import fingerprint
+from pipeline.features.views_dataset import ImageViews
+from pipeline.fingerprint import file_digest, fingerprint, stat_digest
 from pipeline.manifest import read_prepared
 from pipeline.models import clip_of
 from pipeline.masks.store import MaskStore
 from pipeline.paths import encoded_path, masks_path, prepared_dir
 
 from ._common import progress_bar, start
+
+
+def resume_key(params, seeds: list[int], train: ImageViews, test: ImageViews, device) -> str:
+    """Everything an encoded row depends on, so a killed run resumes only onto rows that are still right.
+
+    Besides the settings: the mask store's and the checkpoint's bytes (the same
+    path may hold new content), and each image path with its size and mtime.
+    """
+    pretrained = Path(params.clip.pretrained or "").expanduser()
+    images = [stat_digest(data.root, data.impaths) for data in (train, test)]
+    return fingerprint({"clip": to_plain(params.clip), "encode": to_plain(params.encode), "seeds": seeds,
+                        "n": [len(train), len(test)],
+                        "device": device.type, "images": images,
+                        "masks": file_digest(train.masks.path) if train.masks is not None else None,
+                        "checkpoint": file_digest(pretrained) if pretrained.is_file() else None})
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> None:
@@ -34,8 +51,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     clip = clip_of(params, device)
     train, test = view_sets(prepared, MaskStore(masks_path(dataset)), seeds, cfg, clip.image_size, clip.mean, clip.std)
     attrs = {"dataset": dataset, "clip_model": clip.name, "clip_pretrained": clip.pretrained,
-             "fingerprint": fingerprint({"clip": to_plain(params.clip), "encode": to_plain(cfg), "seeds": seeds,
-                                         "n": [len(train), len(test)], "device": device.type})}
+             "fingerprint": resume_key(params, seeds, train, test, device)}
     encode = image_encoder(clip.model.encode_image, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size)
     print(f"encoding {dataset}: {len(train)} training images x {train.views} views (+ foreground views), "
           f"{len(test)} test images, {clip.name} on {device}")

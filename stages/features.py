@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from pipeline.backbones import backbone_template, template_features, tuning
+from pipeline.atomic import check_writable
 from pipeline.config import to_plain
 from pipeline.device import pick_device
 from pipeline.features.run_features import write_run_features
@@ -41,6 +42,7 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
     params = start(params_file)
     cfg = params.features
     device = pick_device(params.runtime.device)
+    check_writable(features_path(dataset, backbone, seed).parent)  # before any encoding, not after
     prepared = read_prepared(prepared_dir(dataset))
     clip = clip_of(params, device)
     model = tuning.load(backbone_dir(dataset, backbone, seed), clip, backbone_template(backbone, prepared.classes["dataset"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.atomic import check_writable
 from pipeline.device import pick_device
 from pipeline.features.run_features import RunFeatures
 from pipeline.heads.io import save_heads
@@ -12,10 +13,12 @@ from pipeline.paths import features_path, heads_dir
 
 from ._common import progress_bar, start
 
+
 def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
     params = start(params_file)
     device = pick_device(params.runtime.device)
     config = params.heads.for_run(dataset, backbone, seed)
+    check_writable(heads_dir(dataset, backbone, seed))  # before training, not after
     torch.manual_seed(seed)
     feats = RunFeatures(features_path(dataset, backbone, seed))
     with progress_bar("heads epochs", config.epochs) as advance:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from pipeline.atomic import atomic_dir
+from pipeline.atomic import atomic_dir, write_json
 from pipeline.datasets import DatasetLayoutError, dataset_root, load_dataset
+from pipeline.datasets.inputs import dataset_inputs
 from pipeline.datasets.synthetic import generate
+from pipeline.datasets.validate import validate_dataset
 from pipeline.manifest import build_manifest, missing_images, write_prepared
 from pipeline.paths import prepared_dir
 
@@ -37,12 +39,15 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
                     f"{dataset}: {len(missing)} images listed in the split are missing under {root}, e.g. "
                     + ", ".join(missing[:5])
                 )
+        validate_dataset(data)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             df, classes = build_manifest(data, cfg.shots, seeds)
         for w in caught:
             print(f"warning: {w.message}")
         write_prepared(tmp, df, classes)
+        # A changed file outside the repository changes this folder, so every stage after prepare re-runs.
+        write_json(tmp / "inputs.json", dataset_inputs(dataset, cfg.data_root, cfg.roots.get(dataset)))
     n_base, n_new = len(classes["base"]), len(classes["new"])
     print(f"prepared {dataset}: {len(df)} rows, {n_base} base + {n_new} new classes, seeds {seeds} -> {out}")
     return out

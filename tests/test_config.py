@@ -110,6 +110,7 @@ def test_dvc_outs_are_the_paths_pipeline_writes():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     item = {"dataset": "synthetic", "backbone": "coop", "seed": "1"}
     expected = {
+        "inputs": [paths.inputs_path("synthetic")],
         "prepare": [paths.prepared_dir("synthetic")],
         "masks": [paths.masks_path("synthetic"), paths.masks_report_dir("synthetic") / "area_hist.png",
                   paths.masks_report_dir("synthetic") / "quality.json"],

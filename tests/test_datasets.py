@@ -89,7 +89,7 @@ def test_fewshot_pickle_reused_without_dassl(tmp_path, monkeypatch):
     data = load_dataset("oxford_pets", tmp_path)
     # a pickle as Dassl writes it: Datum objects from dassl's module, absolute paths
     Datum = _fake_dassl_datum(monkeypatch)
-    picked = [data.train[i] for i in (3, 10, 20)]
+    picked = [data.train[i] for i in (3, 10, 20, 22, 30)]  # one or more of each class
     blob = {"train": [Datum(f"/home/author/DATA/oxford_pets/{it.impath}", it.label, it.classname) for it in picked],
             "val": [Datum(f"/x/oxford_pets/{data.val[0].impath}", 0, "breed_0")]}
     (tmp_path / "split_fewshot").mkdir()
@@ -97,7 +97,7 @@ def test_fewshot_pickle_reused_without_dassl(tmp_path, monkeypatch):
         pickle.dump(blob, f)
     monkeypatch.undo()  # loading needs no Dassl module
     train_idx, val_idx = select_fewshot(data, 1, 7)
-    assert train_idx == [3, 10, 20] and val_idx == [0]
+    assert train_idx == [3, 10, 20, 22, 30] and val_idx == [0]
 
 
 def test_imagenet_layout(tmp_path):

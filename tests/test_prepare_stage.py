@@ -41,8 +41,9 @@ def test_prepare_missing_dataset_names_folder_and_fix(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seeds": [1], "prepare": {"data_root": "nowhere"}}))
     result = CliRunner().invoke(app, ["prepare", "dtd"])
-    assert result.exit_code != 0
-    assert "nowhere/dtd" in str(result.exception) and "prepare.roots.dtd" in str(result.exception)
+    assert result.exit_code == 1
+    assert "nowhere/dtd" in result.output and "prepare.roots.dtd" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "data/prepared/dtd").exists()
 
 

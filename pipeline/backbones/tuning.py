@@ -12,6 +12,7 @@ from ..atomic import atomic_path, write_json
 from ..device import autocast
 from ..models import ClipModel
 from ..schedule import SGDRecipe, epoch_lr
+from ..weights import read_weights
 from . import create_backbone
 from .base import Backbone
 
@@ -73,7 +74,7 @@ def load(out_dir: Path, clip: ClipModel, template: str) -> Backbone:
     backbone = create_backbone(meta["backbone"], clip, template, **meta.get("config", {}))
     state_path = Path(out_dir) / STATE_FILE
     if backbone.needs_training:
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved = read_weights(state_path, "re-run the backbone stage (`dvc repro backbone`)")
         backbone.load_learnable_state(saved["state"])
     device = next(clip.model.parameters()).device
     return backbone.to(device).eval()

@@ -101,6 +101,14 @@ def _imagenet_from_preprocessed(root: Path, path: Path) -> tuple[list[Item], lis
             items.append(Item(f"images/{folder}/{parts[-2]}/{parts[-1]}", datum.label, datum.classname))
         out.append(items)
     return out[0], out[1]
+def _class_folders(path: Path, dataset: str) -> list[str]:
+    """The class folders in `path`; a file there is a mistake to name, not a folder to list."""
+    names = _listdir_nohidden(path)
+    files = [n for n in names if not (path / n).is_dir()]
+    if files:
+        raise DatasetLayoutError(f"{dataset}: {path} must hold only class folders, but has {len(files)} files, "
+                                 f"e.g. {files[:3]}; move them elsewhere")
+    return names
 
 
 def read_imagenet(root: Path) -> DatasetSplits:
@@ -127,7 +135,7 @@ def read_imagenet(root: Path) -> DatasetSplits:
 
     def read(split: str) -> list[Item]:
         items = []
-        for label, folder in enumerate(_listdir_nohidden(image_root / split)):
+        for label, folder in enumerate(_class_folders(image_root / split, "imagenet")):
             if folder not in classnames:
                 raise DatasetLayoutError(f"imagenet: folder {image_root / split / folder} has no line in {names_file}")
             for im in _listdir_nohidden(image_root / split / folder):
@@ -173,18 +181,20 @@ def read_imagefolder(root: Path) -> DatasetSplits:
     """`<root>/<split>/<class>/*`; labels follow the sorted class folders."""
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         raise DatasetLayoutError(f"imagefolder: expected {root}/train/<class>/* and {root}/test/<class>/* (val optional)")
-    classes = _listdir_nohidden(root / "train")
+    classes = _class_folders(root / "train", "imagefolder")
     label_of = {c: i for i, c in enumerate(classes)}
 
     def read(split: str) -> list[Item]:
         if not (root / split).is_dir():
             return []
         items = []
-        for cname in _listdir_nohidden(root / split):
+        for cname in _class_folders(root / split, "imagefolder"):
             if cname not in label_of:
                 raise DatasetLayoutError(f"imagefolder: class folder {root / split / cname} has no train folder")
             for im in _listdir_nohidden(root / split / cname):
                 items.append(Item(f"{split}/{cname}/{im}", label_of[cname], cname.replace("_", " ")))
         return items
 
-    return DatasetSplits("imagefolder", root, "", read("train"), read("val"), read("test"))
+    # Class names from the folders, so an empty class folder is a class (that validation reports), not a gap in the labels.
+    classnames = [c.replace("_", " ") for c in classes]
+    return DatasetSplits("imagefolder", root, "", read("train"), read("val"), read("test"), classnames)

@@ -8,6 +8,7 @@ A fresh `random.Random(seed)` yields the same stream as the seeded global.
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 import random
 import warnings
@@ -60,13 +61,34 @@ class _Datum:
         return str(self.__dict__.get("_classname", self.__dict__.get("classname", "")))
 
 
+class FewShotPickleError(ValueError):
+    """A `split_fewshot` pickle is unsafe, malformed, or does not fit the dataset."""
+
+
+# Everything a Dassl few-shot pickle may reference, and nothing else: the
+# Datum records, the containers around them, and what protocols 0-2 use to
+# rebuild plain objects and bytes. Any other global (eval, exec, os.system)
+# is how a crafted pickle runs code, so it is refused by exact name.
+_DATUM_MODULES = ("dassl.data.datasets.base_dataset", "dassl.data.datasets")
+_SAFE_GLOBALS = {("builtins", name) for name in ("object", "dict", "list", "tuple", "set", "frozenset", "str", "bytes",
+                                                  "int", "float", "bool")}
+_SAFE_GLOBALS |= {("collections", "OrderedDict"), ("copyreg", "_reconstructor"), ("_codecs", "encode")}
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
 class _DatumUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
-        if name == "Datum":
+        # Protocols 0-2 spell Python 2's names (copy_reg, __builtin__): compare the Python 3 ones.
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if name == "Datum" and module in _DATUM_MODULES:
             return _Datum
-        if module.startswith(("builtins", "collections", "copyreg", "_codecs")):
+        if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a few-shot pickle")
+        raise _RefusedGlobal(f"refusing to load {module}.{name} from a few-shot pickle (it holds only Dassl's Datum records)")
 
 
 def _match(items: list[Item], image_dir: str, data: list, pkl: Path) -> list[int]:
@@ -84,15 +106,43 @@ def _match(items: list[Item], image_dir: str, data: list, pkl: Path) -> list[int
         hit = next((index[k] for k in ("/".join(parts[j:]) for j in range(len(parts))) if k in index), None)
         (missing if hit is None else out).append(datum.impath if hit is None else hit)
     if missing:
-        raise ValueError(f"{pkl}: {len(missing)} pickled images are not in the split, e.g. {missing[:3]}")
+        raise FewShotPickleError(f"{pkl}: {len(missing)} pickled images are not in the split, e.g. {missing[:3]}")
     return out
 
 
+def _read_pickle(pkl: Path) -> dict:
+    fix = "delete it to sample the selection instead, or replace it with the file Dassl wrote"
+    try:
+        with open(pkl, "rb") as f:
+            raw = _DatumUnpickler(f).load()
+    except _RefusedGlobal as err:
+        raise FewShotPickleError(f"{pkl}: {err}; {fix}") from err
+    except Exception as err:  # a malformed stream can fail in many ways; all mean the same to the user
+        raise FewShotPickleError(f"{pkl} is not a readable few-shot pickle ({type(err).__name__}: {err}); {fix}") from err
+    records = [raw.get(k, []) for k in ("train", "val")] if isinstance(raw, dict) else None
+    if records is None or "train" not in raw or not all(
+            isinstance(r, list) and all(isinstance(d, _Datum) and isinstance(d.impath, str) for d in r) for r in records):
+        raise FewShotPickleError(f"{pkl} is not a Dassl few-shot pickle (expected {{'train': [Datum], 'val': [Datum]}}); {fix}")
+    return raw
+
+
+def _check_selection(items: list[Item], chosen: list[int], split: str, pkl: Path) -> None:
+    """A training selection must hold at least one image of every class the split has."""
+    if items and not chosen:
+        raise FewShotPickleError(f"{pkl}: the {split} selection is empty; delete the file to sample the selection instead")
+    missing = sorted({it.classname for it in items} - {items[i].classname for i in chosen})
+    if split == "train" and missing:
+        raise FewShotPickleError(f"{pkl}: the {split} selection has no image of {len(missing)} classes, e.g. {missing[:3]}; "
+                                 "delete the file to sample the selection instead")
+
+
 def load_fewshot_pickle(data: DatasetSplits, pkl: Path) -> tuple[list[int], list[int]]:
-    with open(pkl, "rb") as f:
-        raw = _DatumUnpickler(f).load()
+    raw = _read_pickle(pkl)
     train = _match(data.train, data.image_dir, raw["train"], pkl)
     val = _match(data.val, data.image_dir, raw.get("val", []), pkl) if data.fewshot_val else []
+    _check_selection(data.train, train, "train", pkl)
+    if data.fewshot_val:
+        _check_selection(data.val, val, "val", pkl)
     return train, val
 
 

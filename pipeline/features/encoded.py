@@ -19,8 +19,9 @@ import h5py
 import numpy as np
 import torch
 
-from ..atomic import partial_path
-from .schema import FeatureFileError, check_schema
+from ..atomic import check_writable, close_quietly, hdf5_writes, partial_path
+from .schema import (CHECKSUM, FeatureFileError, NonFiniteFeaturesError, check_finite, check_schema, nonfinite_rows, open_readable,
+                     read_checked)
 from .views_dataset import ImageViews
 
 SCHEMA = 1
@@ -46,25 +47,32 @@ def _create(path: Path, n_train: int, n_test: int, views: int, dim: int, dtype: 
     tr.create_dataset("impath", data=np.asarray(train_paths, dtype=object), dtype=h5py.string_dtype())
     te.create_dataset("impath", data=np.asarray(test_paths, dtype=object), dtype=h5py.string_dtype())
     for name in ("feat_full", "feat_fg"):
-        tr.create_dataset(name, (views, n_train, dim), dtype, chunks=(1, chunk(n_train), dim) if n_train else None)
-    tr.create_dataset("area", (views, n_train), np.float32)
+        tr.create_dataset(name, (views, n_train, dim), dtype, chunks=(1, chunk(n_train), dim) if n_train else None, **CHECKSUM)
+    tr.create_dataset("area", (views, n_train), np.float32, **CHECKSUM)
     for name in ("feat", "feat_fg"):
-        te.create_dataset(name, (n_test, dim), dtype, chunks=(chunk(n_test), dim) if n_test else None)
-    te.create_dataset("area", (n_test,), np.float32)
-    te.create_dataset("has_fg", (n_test,), bool)
+        te.create_dataset(name, (n_test, dim), dtype, chunks=(chunk(n_test), dim) if n_test else None, **CHECKSUM)
+    te.create_dataset("area", (n_test,), np.float32, **CHECKSUM)
+    te.create_dataset("has_fg", (n_test,), bool, **CHECKSUM)
     return f
 
 
-def _open_partial(tmp: Path, fingerprint: str) -> h5py.File | None:
+def _open_partial(tmp: Path, fingerprint: str, train_paths: Sequence[str], test_paths: Sequence[str]) -> h5py.File | None:
+    """The partial file of a killed run if it was made from exactly these inputs, else None (and it is deleted)."""
     if not tmp.exists():
         return None
     try:
         f = h5py.File(tmp, "a")
-        if f.attrs.get("fingerprint") == fingerprint and f.attrs.get("schema") == SCHEMA:
-            return f
-        f.close()
     except OSError:
-        pass
+        f = None  # unreadable: start over
+    if f is not None:
+        try:
+            if (f.attrs.get("fingerprint") == fingerprint and f.attrs.get("schema") == SCHEMA
+                    and list(f["train/impath"].asstr()[:]) == list(train_paths)
+                    and list(f["test/impath"].asstr()[:]) == list(test_paths)):
+                return f
+        except (OSError, KeyError):
+            pass
+        f.close()
     tmp.unlink()
     return None
 
@@ -86,6 +94,7 @@ def _encode_split(f: h5py.File, split: str, data: ImageViews, encode: Callable[[
         feats = encode(x).float().cpu().numpy()
         stats.seconds += time.perf_counter() - t0
         f_full, f_fg = feats[: b * v].reshape(b, v, -1), feats[b * v:].reshape(b, v, -1)
+        _check_batch(f.filename, split, data.impaths[pos:pos + b], f_full, f_fg, area.numpy() if split == "train" else None)
         if split == "train":
             f["train/feat_full"][:, pos:pos + b] = f_full.transpose(1, 0, 2)
             f["train/feat_fg"][:, pos:pos + b] = f_fg.transpose(1, 0, 2)
@@ -104,22 +113,38 @@ def _encode_split(f: h5py.File, split: str, data: ImageViews, encode: Callable[[
             advance(b)
 
 
+def _check_batch(path: str, split: str, impaths: Sequence[str], f_full: np.ndarray, f_fg: np.ndarray,
+                 area: np.ndarray | None) -> None:
+    """Refuse to commit a batch with NaN or inf features (a broken checkpoint, or fp16/bf16 overflow)."""
+    bad = ~np.isfinite(f_full).all(axis=(1, 2)) | ~np.isfinite(f_fg).all(axis=(1, 2))
+    if area is not None:
+        bad |= ~np.isfinite(area).all(axis=1)
+    if bad.any():
+        first = impaths[int(np.flatnonzero(bad)[0])]
+        raise NonFiniteFeaturesError(
+            f"{path}: the image encoder gave NaN or inf for {int(bad.sum())} of {len(bad)} {split} images (e.g. {first}); "
+            "nothing of this batch was kept. Check clip.pretrained, or set encode.precision: fp32")
+
+
 def encode_views(path: str | Path, train: ImageViews, test: ImageViews, encode: Callable[[torch.Tensor], torch.Tensor],
                  dim: int, attrs: dict, dtype: str = "float16", batch_images: int = 32, workers: int = 0,
                  advance=None) -> EncodeStats:
     """Encode every view of `train` and `test` into `path` (resumable, atomic)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path.parent)
     tmp = partial_path(path)
-    f = _open_partial(tmp, attrs["fingerprint"])
-    if f is None:
-        f = _create(tmp, len(train), len(test), train.views, dim, dtype, attrs, train.impaths, test.impaths)
     stats = EncodeStats()
-    try:
-        with torch.inference_mode():
-            _encode_split(f, "train", train, encode, batch_images, workers, stats, advance)
-            _encode_split(f, "test", test, encode, batch_images, workers, stats, advance)
-    finally:
+    with hdf5_writes(tmp):
+        f = _open_partial(tmp, attrs["fingerprint"], train.impaths, test.impaths)
+        if f is None:
+            f = _create(tmp, len(train), len(test), train.views, dim, dtype, attrs, train.impaths, test.impaths)
+        try:
+            with torch.inference_mode():
+                _encode_split(f, "train", train, encode, batch_images, workers, stats, advance)
+                _encode_split(f, "test", test, encode, batch_images, workers, stats, advance)
+        except BaseException:
+            close_quietly(f)  # the committed rows stay in the partial file for the next run
+            raise
         f.close()
     os.replace(tmp, path)
     return stats
@@ -132,15 +157,17 @@ class EncodedViews:
         self.path = Path(path)
         if not self.path.is_file():
             raise FeatureFileError(f"{self.path} not found: run the encode stage (`dvc repro encode`) first")
-        with h5py.File(self.path, "r") as f:
+        with open_readable(self.path, "encode") as f:
             check_schema(f, self.path, SCHEMA)
             self.attrs = dict(f.attrs)
             if f.attrs["done_train"] != len(f["train/impath"]) or f.attrs["done_test"] != len(f["test/impath"]):
                 raise FeatureFileError(f"{self.path} is incomplete; delete it and re-run the encode stage")
             self.train_paths = list(f["train/impath"].asstr()[:])
             self.test_paths = list(f["test/impath"].asstr()[:])
-            self.train = {k: f[f"train/{k}"][:] for k in ("feat_full", "feat_fg", "area")}
-            self.test = {k: f[f"test/{k}"][:] for k in ("feat", "feat_fg", "area", "has_fg")}
+            self.train = {k: read_checked(f, f"train/{k}", self.path, "encode") for k in ("feat_full", "feat_fg", "area")}
+            self.test = {k: read_checked(f, f"test/{k}", self.path, "encode") for k in ("feat", "feat_fg", "area", "has_fg")}
+        check_finite(self.path, {**{f"train/{k}": v for k, v in self.train.items()}, **{f"test/{k}": v for k, v in self.test.items()}},
+                     "delete it and re-run the encode stage")
 
     def train_rows(self, impaths: Sequence[str]) -> np.ndarray:
         index = {p: i for i, p in enumerate(self.train_paths)}

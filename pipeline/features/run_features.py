@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from .schema import FeatureFileError, check_schema
+from ..atomic import atomic_path, hdf5_writes
+from .schema import CHECKSUM, FeatureFileError, check_finite, check_schema, open_readable, read_checked
 
 SCHEMA = 1
 IMAGE_FEATURES = ("train/feat", "test/feat", "train/clip", "test/clip")
@@ -28,14 +28,18 @@ REQUIRED = ("train/feat_full", "train/feat_fg", "train/area", "train/label", "te
 
 
 def write_run_features(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, dtype: str = "float16") -> None:
-    with atomic_path(path) as tmp:
+    stored = {}
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and key.startswith(IMAGE_FEATURES):  # text features stay float32 (small)
+            value = value.astype(dtype)
+        stored[key] = value
+    check_finite(Path(path), stored, "nothing was written; re-run the encode and backbone stages it is built from")
+    with atomic_path(path) as tmp, hdf5_writes(tmp):
         with h5py.File(tmp, "w") as f:
-            for key, value in arrays.items():
-                value = np.asarray(value)
-                if value.dtype.kind == "f" and key.startswith(IMAGE_FEATURES):  # text features stay float32 (small)
-                    value = value.astype(dtype)
-                chunks = (1,) + value.shape[1:] if value.ndim == 3 else None
-                f.create_dataset(key, data=value, chunks=chunks)
+            for key, value in stored.items():
+                chunks = (1,) + value.shape[1:] if value.ndim == 3 and value.size else None
+                f.create_dataset(key, data=value, chunks=chunks, **CHECKSUM)
             for key, value in attrs.items():
                 f.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
             f.attrs["schema"] = SCHEMA
@@ -48,20 +52,14 @@ class RunFeatures:
         self.path = Path(path)
         if not self.path.is_file():
             raise FeatureFileError(f"{self.path} not found: run the features stage (`dvc repro features`) first")
-        try:
-            f = h5py.File(self.path, "r")
-        except OSError as err:
-            raise FeatureFileError(f"{self.path} is not a readable HDF5 file (truncated?): {err}; re-run the features stage") from err
-        with f:
+        with open_readable(self.path, "features") as f:
             check_schema(f, self.path, SCHEMA)
             absent = [k for k in REQUIRED if k not in f]
             if absent:
                 raise FeatureFileError(f"{self.path} lacks {absent}; re-run the features stage")
             self.attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in f.attrs.items()}
-            try:
-                arrays = {k: f[k][:] for k in REQUIRED + ("train/clip_full", "test/clip") if k in f}
-            except OSError as err:
-                raise FeatureFileError(f"{self.path} is truncated ({err}); re-run the features stage") from err
+            arrays = {k: read_checked(f, k, self.path, "features") for k in REQUIRED + ("train/clip_full", "test/clip") if k in f}
+        check_finite(self.path, arrays, "delete it and re-run the features stage")
         t = {k: torch.from_numpy(v.astype(np.float32) if v.dtype.kind == "f" else v.astype(np.int64)).to(device)
              for k, v in arrays.items()}
         for k in t:

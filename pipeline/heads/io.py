@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path, write_json
+from ..weights import read_weights
 from .config import HeadsConfig
 from .model import FVGPTHeads
 
@@ -32,5 +33,5 @@ def load_heads(out_dir: Path, dim: int, logit_scale: float, device="cpu") -> FVG
         raise FileNotFoundError(f"{path} not found: run the heads stage (`dvc repro heads`) first")
     cfg = HeadsConfig.from_dict(json.loads(path.read_text())["config"])
     model = FVGPTHeads([cfg], dim, logit_scale)
-    model.load_state_dict(torch.load(Path(out_dir) / WEIGHTS, map_location="cpu", weights_only=True))
+    model.load_state_dict(read_weights(Path(out_dir) / WEIGHTS, "re-run the heads stage (`dvc repro heads`)"))
     return model.to(device).eval()

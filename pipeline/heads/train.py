@@ -33,6 +33,19 @@ def stack_groups(configs: Sequence[HeadsConfig]) -> list[list[int]]:
     return list(groups.values())
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf: the weights after it are garbage."""
+
+
+def _check_loss(logs: list[list[dict]], feats: RunFeatures, n: int) -> None:
+    bad = [k for k, log in enumerate(logs) if not math.isfinite(log[-1]["loss"])]
+    if bad:
+        epoch = logs[bad[0]][-1]["epoch"]
+        raise NonFiniteLossError(
+            f"{feats.path}: the heads' loss is {logs[bad[0]][-1]['loss']} at epoch {epoch} ({len(bad)} of {len(logs)} "
+            f"configurations, {n} training images); lower heads.lr, or check the features (re-run the features stage)")
+
+
 def train_heads(feats: RunFeatures, configs: Sequence[HeadsConfig], device: torch.device | str = "cpu",
                 advance: Callable[[int], None] | None = None) -> tuple[FVGPTHeads, list[list[dict]]]:
     """Train K configs of one structure together. Returns the heads and, per member, one log row per epoch."""
@@ -66,6 +79,7 @@ def train_heads(feats: RunFeatures, configs: Sequence[HeadsConfig], device: torc
                 sums[key] = sums.get(key, 0) + val * idx.shape[1]
         for k in range(len(configs)):
             logs[k].append({"epoch": epoch + 1, "lr": lr, "view": v, **{key: float(val[k]) / n for key, val in sums.items()}})
+        _check_loss(logs, feats, n)
         if advance:
             advance(1)
     return model.eval(), logs

@@ -10,12 +10,13 @@ is a parameter here.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .base import MaskRequest, MissingMaskError, Segmenter
+from .base import MaskRequest, MissingMaskError, Segmenter, StretchedMaskWarning, same_aspect
 
 
 # Half the value range of each PIL mode a mask file may have ("auto" threshold).
@@ -67,6 +68,8 @@ class Precomputed(Segmenter):
             mask = binarise(im, self.threshold)
         h, w = image.shape[:2]
         if mask.shape != (h, w):
+            if not same_aspect(mask.shape, (h, w)):
+                warnings.warn(StretchedMaskWarning(f"{path}: {mask.shape[1]}x{mask.shape[0]} mask stretched to its {w}x{h} image"))
             mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
         return mask
 

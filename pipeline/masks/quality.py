@@ -20,7 +20,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def summary(store: MaskStore) -> dict:
     counts = {name: int((store.flags == code).sum()) for code, name in FLAG_NAMES.items()}
-    return {"images": len(store), **counts, "area_mean": float(store.areas.mean()) if len(store) else None,
+    return {"images": len(store), **counts, "stretched": int(store.stretched.sum()), "area_mean": float(store.areas.mean()) if len(store) else None,
             "area_median": float(np.median(store.areas)) if len(store) else None, "segmenter": str(store.attrs.get("segmenter"))}
 
 

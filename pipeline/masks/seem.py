@@ -42,6 +42,7 @@ def prompt_for(dataset: str, classname: str) -> str:
 
 class Seem(Segmenter):
     name = "seem"
+    parallel = False
 
     def __init__(self, checkpoint: str, config: str, device: str = "auto") -> None:
         if not checkpoint or not config:

@@ -20,15 +20,13 @@ import open_clip
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
+from ..weights import CheckpointError, read_weights
+
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
 class ModelNotFoundError(FileNotFoundError):
     """The weights `clip.pretrained` names are not on this machine."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file exists but is corrupt or belongs to another architecture."""
 
 
 @dataclass
@@ -72,6 +70,16 @@ def _mismatch_summary(message: str) -> str:
             keys = re.findall(r'"([^"]+)"', match.group(1))
             parts.append(f"{len(keys)} {label} keys, e.g. {keys[0]}")
     return "; ".join(parts) or message[:300]
+
+
+def _check_state_dict(path: Path) -> None:
+    """Read the file the safe way before open_clip does, so a junk or unsafe file says what it is."""
+    fix = "fetch the checkpoint again or fix clip.pretrained"
+    weights = read_weights(path, fix)
+    if isinstance(weights, dict) and isinstance(weights.get("state_dict"), dict):
+        weights = weights["state_dict"]
+    if not isinstance(weights, dict) or not weights or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors (found {type(weights).__name__}); {fix}")
 
 
 def _looks_like_path(pretrained: str) -> bool:
@@ -133,8 +141,11 @@ def _build(name: str, pretrained: str, allow_download: bool, cache_dir: str | No
             return open_clip.create_model(name, pretrained=None)
     path = Path(pretrained).expanduser()
     if path.is_file():
+        torchscript = _is_torchscript(path)
+        if not torchscript:
+            _check_state_dict(path)
         try:
-            if _is_torchscript(path):
+            if torchscript:
                 return open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
             return open_clip.create_model(name, pretrained=str(path))
         except RuntimeError as err:
