@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.datasets.synthetic import SyntheticSpec, generate
 from pipeline.datasets import load_dataset
+from pipeline.datasets.synthetic import SyntheticSpec, generate
 from pipeline.masks import MaskRequest, create_segmenter
 from pipeline.masks.store import MaskStore, MaskStoreWriter, flag_of, resize_shorter
 from pipeline.models import load_clip
@@ -36,8 +36,14 @@ class Timer:
 
 
 def dataset(root: Path, n_classes_side: tuple[int, int], per_class: int, size: int):
-    spec = SyntheticSpec(image_size=size, train_per_class=per_class, val_per_class=1, test_per_class=2,
-                         n_shapes=n_classes_side[0], n_colours=n_classes_side[1])
+    spec = SyntheticSpec(
+        image_size=size,
+        train_per_class=per_class,
+        val_per_class=1,
+        test_per_class=2,
+        n_shapes=n_classes_side[0],
+        n_colours=n_classes_side[1],
+    )
     generate(root, spec)
     return load_dataset("synthetic", root)
 

@@ -25,9 +25,9 @@ from _setup import Timer, clip_model, dataset, masks_for, peak_memory_mb, workdi
 from pipeline.backbones import template_features  # noqa: E402
 from pipeline.datasets.basenew import split_base_new  # noqa: E402
 from pipeline.device import autocast  # noqa: E402
-from pipeline.features.run_features import RunFeatures, write_run_features  # noqa: E402
 from pipeline.features.encoded import EncodedViews, encode_views  # noqa: E402
 from pipeline.features.encoder import image_encoder  # noqa: E402
+from pipeline.features.run_features import RunFeatures, write_run_features  # noqa: E402
 from pipeline.features.views_dataset import ImageViews  # noqa: E402
 from pipeline.heads.config import ABLATIONS, HeadsConfig  # noqa: E402
 from pipeline.heads.model import FVGPTHeads  # noqa: E402
@@ -64,8 +64,10 @@ def online_epochs(clip, encode, data: ImageViews, labels, g, g_clip, cfg: HeadsC
                 area = torch.cat([it[2] for it in items]).to(device)
                 with torch.no_grad():
                     feats = encode(torch.cat([full, fg]))
-                f_full, f_fg = feats[: len(full)], feats[len(full):]
-                loss, _ = model.losses(f_full[None], f_fg[None], f_full[None], area[None], y_all[idx].to(device)[None], g, g_clip)
+                f_full, f_fg = feats[: len(full)], feats[len(full) :]
+                loss, _ = model.losses(
+                    f_full[None], f_fg[None], f_full[None], area[None], y_all[idx].to(device)[None], g, g_clip
+                )
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -85,12 +87,22 @@ def gpu_peak(clip, device, x: torch.Tensor, raw_s: float, encode_s: float) -> No
     with Timer(device) as t:
         for _ in range(20):
             a @ a
-    peak = 20 * 2 * 8192 ** 3 / t.seconds
+    peak = 20 * 2 * 8192**3 / t.seconds
     n = len(x)
-    table("GPU: encoder throughput against the matmul peak (bf16)", ["path", "views / s", "TFLOP/s", "share of peak"],
-          [["matmul 8192^3", "", peak / 1e12, 1.0],
-           ["raw encode_image", n / raw_s, flops_per_view * n / raw_s / 1e12, flops_per_view * n / raw_s / peak],
-           ["encode end to end", n / encode_s, flops_per_view * n / encode_s / 1e12, flops_per_view * n / encode_s / peak]])
+    table(
+        "GPU: encoder throughput against the matmul peak (bf16)",
+        ["path", "views / s", "TFLOP/s", "share of peak"],
+        [
+            ["matmul 8192^3", "", peak / 1e12, 1.0],
+            ["raw encode_image", n / raw_s, flops_per_view * n / raw_s / 1e12, flops_per_view * n / raw_s / peak],
+            [
+                "encode end to end",
+                n / encode_s,
+                flops_per_view * n / encode_s / 1e12,
+                flops_per_view * n / encode_s / peak,
+            ],
+        ],
+    )
 
 
 def main() -> None:
@@ -101,16 +113,21 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--workers", type=int, default=0)
     args = ap.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     torch.manual_seed(0)
     clip = clip_model(args.model, device)
     size = clip.image_size
     shots = 16
     side = (4, 5) if args.quick else (8, 5)
     root = workdir()
-    print(f"# FVG-PT pipeline benchmark: {args.model} on {device} ({torch.get_num_threads()} threads), "
-          f"{side[0] * side[1]} classes, {shots} shots, {args.epochs} epochs, {time.strftime('%Y-%m-%d')}")
+    print(
+        f"# FVG-PT pipeline benchmark: {args.model} on {device} ({torch.get_num_threads()} threads), "
+        f"{side[0] * side[1]} classes, {shots} shots, {args.epochs} epochs, {time.strftime('%Y-%m-%d')}"
+    )
     data = dataset(root / "data", side, shots, size)
     store = masks_for(data, root / "masks.h5", size)
     base, new = split_base_new(it.label for it in data.train)
@@ -132,15 +149,27 @@ def main() -> None:
     views = ImageViews(data.root, paths, store, size, clip.mean, clip.std, views=args.epochs, train=True)
     empty = ImageViews(data.root, [], store, size, clip.mean, clip.std, train=False, require_masks=False)
     with Timer(device) as encode_t:
-        encode_views(root / "enc.h5", views, empty, encode, clip.embed_dim, {"fingerprint": "b"}, "float16", 32, args.workers)
+        encode_views(
+            root / "enc.h5", views, empty, encode, clip.embed_dim, {"fingerprint": "b"}, "float16", 32, args.workers
+        )
         enc = EncodedViews(root / "enc.h5")
-        arrays = {"train/feat_full": enc.train["feat_full"], "train/feat_fg": enc.train["feat_fg"], "train/area": enc.train["area"],
-                  "train/label": np.asarray(labels), "test/feat": np.zeros((1, clip.embed_dim)), "test/feat_fg": np.zeros((1, clip.embed_dim)),
-                  "test/area": np.zeros(1), "test/has_fg": np.zeros(1, bool), "test/label": np.zeros(1, np.int64),
-                  "test/subset": np.zeros(1, np.int64),
-                  "text/backbone": template_features(clip, "a photo of a {}.", names, device).cpu().numpy(),
-                  "text/clip": template_features(clip, "a photo of a {}.", names, device).cpu().numpy()}
-        write_run_features(root / "run.h5", arrays, {"classnames": names, "base": base, "new": new, "logit_scale": clip.logit_scale})
+        arrays = {
+            "train/feat_full": enc.train["feat_full"],
+            "train/feat_fg": enc.train["feat_fg"],
+            "train/area": enc.train["area"],
+            "train/label": np.asarray(labels),
+            "test/feat": np.zeros((1, clip.embed_dim)),
+            "test/feat_fg": np.zeros((1, clip.embed_dim)),
+            "test/area": np.zeros(1),
+            "test/has_fg": np.zeros(1, bool),
+            "test/label": np.zeros(1, np.int64),
+            "test/subset": np.zeros(1, np.int64),
+            "text/backbone": template_features(clip, "a photo of a {}.", names, device).cpu().numpy(),
+            "text/clip": template_features(clip, "a photo of a {}.", names, device).cpu().numpy(),
+        }
+        write_run_features(
+            root / "run.h5", arrays, {"classnames": names, "base": base, "new": new, "logit_scale": clip.logit_scale}
+        )
     feats = RunFeatures(root / "run.h5", device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -149,27 +178,48 @@ def main() -> None:
     cached_mem = peak_memory_mb(device)
     n = len(paths) * args.epochs
     per_run_saving = online_s - cached_t.seconds
-    table("Heads: online FVG-PT training vs training on the cache (same model, data, epochs, batch 4)",
-          ["loop", "s / epoch", "samples / s", "peak memory (MB)", "ratio"],
-          [["online (2 encoder forwards per sample)", online_s / args.epochs, n / online_s, online_mem, 1.0],
-           ["cached heads", cached_t.seconds / args.epochs, n / cached_t.seconds, cached_mem, online_s / cached_t.seconds]])
-    table("One-time encoding and break-even", ["encode (s)", "online run (s)", "cached run (s)", "break-even runs"],
-          [[encode_t.seconds, online_s, cached_t.seconds, encode_t.seconds / max(per_run_saving, 1e-9)]])
+    table(
+        "Heads: online FVG-PT training vs training on the cache (same model, data, epochs, batch 4)",
+        ["loop", "s / epoch", "samples / s", "peak memory (MB)", "ratio"],
+        [
+            ["online (2 encoder forwards per sample)", online_s / args.epochs, n / online_s, online_mem, 1.0],
+            [
+                "cached heads",
+                cached_t.seconds / args.epochs,
+                n / cached_t.seconds,
+                cached_mem,
+                online_s / cached_t.seconds,
+            ],
+        ],
+    )
+    table(
+        "One-time encoding and break-even",
+        ["encode (s)", "online run (s)", "cached run (s)", "break-even runs"],
+        [[encode_t.seconds, online_s, cached_t.seconds, encode_t.seconds / max(per_run_saving, 1e-9)]],
+    )
 
     # -- sweep: stacked vs sequential ----------------------------------------------
     rows = {**ABLATIONS["table3"], **ABLATIONS["lambda_d"], **ABLATIONS["table12"]}
     stacked = run_sweep({1: feats}, cfg, rows, device, stacked=True)
     seq = run_sweep({1: feats}, cfg, rows, device, stacked=False)
-    table(f"Sweep: {len(rows)} head configurations (Table 3 + lambda_d grid + Table 12)",
-          ["mode", "training runs", "seconds", "ratio"],
-          [["sequential", seq.groups, seq.seconds, 1.0], ["stacked", stacked.groups, stacked.seconds, seq.seconds / stacked.seconds]])
+    table(
+        f"Sweep: {len(rows)} head configurations (Table 3 + lambda_d grid + Table 12)",
+        ["mode", "training runs", "seconds", "ratio"],
+        [
+            ["sequential", seq.groups, seq.seconds, 1.0],
+            ["stacked", stacked.groups, stacked.seconds, seq.seconds / stacked.seconds],
+        ],
+    )
 
     # -- encoding throughput and its parts ----------------------------------------------
     k = min(len(paths), 64)
     with Timer(device) as dec:
         images = [load_rgb(data.root / p) for p in paths[:k]]
     with Timer(device) as aug:
-        pairs = [train_view(im, store.mask(p), view_rng(0, 0, p), size, clip.mean, clip.std, "mean") for im, p in zip(images, paths[:k])]
+        pairs = [
+            train_view(im, store.mask(p), view_rng(0, 0, p), size, clip.mean, clip.std, "mean")
+            for im, p in zip(images, paths[:k])
+        ]
     x = torch.cat([torch.stack([a for a, _, _ in pairs]), torch.stack([b for _, b, _ in pairs])])
     with torch.inference_mode():
         encode(x[:8])
@@ -182,13 +232,24 @@ def main() -> None:
     with Timer(device) as write_t:
         write_run_features(root / "w.h5", {"train/feat_full": feats[None].cpu().numpy()}, {})
     total = dec.seconds + aug.seconds + enc_t.seconds + write_t.seconds
-    table(f"Encode: {2 * k} views (full + foreground of {k} images), batch {2 * k}",
-          ["part", "seconds", "share"],
-          [["decode", dec.seconds, dec.seconds / total], ["augment + mask", aug.seconds, aug.seconds / total],
-           ["encode", enc_t.seconds, enc_t.seconds / total], ["HDF5 write", write_t.seconds, write_t.seconds / total]])
-    table("Encode vs raw encode_image on decoded tensors", ["path", "views / s", "ratio to raw"],
-          [["raw open_clip encode_image", 2 * k / raw_t.seconds, 1.0],
-           ["encode (decode + augment + mask + encode + write)", 2 * k / total, raw_t.seconds / total]])
+    table(
+        f"Encode: {2 * k} views (full + foreground of {k} images), batch {2 * k}",
+        ["part", "seconds", "share"],
+        [
+            ["decode", dec.seconds, dec.seconds / total],
+            ["augment + mask", aug.seconds, aug.seconds / total],
+            ["encode", enc_t.seconds, enc_t.seconds / total],
+            ["HDF5 write", write_t.seconds, write_t.seconds / total],
+        ],
+    )
+    table(
+        "Encode vs raw encode_image on decoded tensors",
+        ["path", "views / s", "ratio to raw"],
+        [
+            ["raw open_clip encode_image", 2 * k / raw_t.seconds, 1.0],
+            ["encode (decode + augment + mask + encode + write)", 2 * k / total, raw_t.seconds / total],
+        ],
+    )
 
     if device.type == "cuda":
         gpu_peak(clip, device, raw_x, raw_t.seconds, total)
@@ -200,19 +261,39 @@ def main() -> None:
         feats_per = 16
         nn_ = classes * feats_per
         v = 2
-        fake = {"train/feat_full": F.normalize(torch.randn(v, nn_, d), dim=-1).numpy(),
-                "train/feat_fg": F.normalize(torch.randn(v, nn_, d), dim=-1).numpy(), "train/area": np.random.rand(v, nn_),
-                "train/label": np.repeat(np.arange(classes), feats_per), "test/feat": np.zeros((1, d)), "test/feat_fg": np.zeros((1, d)),
-                "test/area": np.zeros(1), "test/has_fg": np.zeros(1, bool), "test/label": np.zeros(1, np.int64), "test/subset": np.zeros(1, np.int64),
-                "text/backbone": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy(),
-                "text/clip": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy()}
-        write_run_features(root / f"s{classes}.h5", fake, {"classnames": [str(i) for i in range(2 * classes)], "base": list(range(classes)),
-                                                 "new": list(range(classes, 2 * classes)), "logit_scale": 100.0})
+        fake = {
+            "train/feat_full": F.normalize(torch.randn(v, nn_, d), dim=-1).numpy(),
+            "train/feat_fg": F.normalize(torch.randn(v, nn_, d), dim=-1).numpy(),
+            "train/area": np.random.rand(v, nn_),
+            "train/label": np.repeat(np.arange(classes), feats_per),
+            "test/feat": np.zeros((1, d)),
+            "test/feat_fg": np.zeros((1, d)),
+            "test/area": np.zeros(1),
+            "test/has_fg": np.zeros(1, bool),
+            "test/label": np.zeros(1, np.int64),
+            "test/subset": np.zeros(1, np.int64),
+            "text/backbone": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy(),
+            "text/clip": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy(),
+        }
+        write_run_features(
+            root / f"s{classes}.h5",
+            fake,
+            {
+                "classnames": [str(i) for i in range(2 * classes)],
+                "base": list(range(classes)),
+                "new": list(range(classes, 2 * classes)),
+                "logit_scale": 100.0,
+            },
+        )
         sd = RunFeatures(root / f"s{classes}.h5", device)
         with Timer(device) as t:
             train_heads(sd, [HeadsConfig(epochs=1, warmup_epochs=0)], device)
         rows_out.append([classes, nn_, t.seconds, t.seconds / nn_ * 1e3])
-    table("Heads scaling: one epoch, 16 shots per class, batch 4", ["base classes", "training images", "s / epoch", "ms / image"], rows_out)
+    table(
+        "Heads scaling: one epoch, 16 shots per class, batch 4",
+        ["base classes", "training images", "s / epoch", "ms / image"],
+        rows_out,
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,11 @@ class OutputWriteError(OSError):
     """An artifact cannot be written: its folder is read-only, or the disk (or the file size limit) is full."""
 
 
-_NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file size limit is reached", errno.EDQUOT: "the disk quota is used up"}
+_NO_ROOM = {
+    errno.ENOSPC: "the disk is full",
+    errno.EFBIG: "the file size limit is reached",
+    errno.EDQUOT: "the disk quota is used up",
+}
 _NO_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
@@ -42,11 +46,15 @@ def write_failure(path: str | Path, err: BaseException, folder: str | Path | Non
     else:
         return None
     if code in _NO_ROOM:
-        return OutputWriteError(f"cannot write {path}: {_NO_ROOM[code]}; free space on {folder} and re-run "
-                                "(a resumable stage keeps what it finished)")
+        return OutputWriteError(
+            f"cannot write {path}: {_NO_ROOM[code]}; free space on {folder} and re-run "
+            "(a resumable stage keeps what it finished)"
+        )
     if code in _NO_ACCESS:
-        return OutputWriteError(f"cannot write {path}: {folder} is not writable ({os.strerror(code)}); "
-                                "make it writable, or run from a writable copy of the project")
+        return OutputWriteError(
+            f"cannot write {path}: {folder} is not writable ({os.strerror(code)}); "
+            "make it writable, or run from a writable copy of the project"
+        )
     return None
 
 

@@ -26,8 +26,21 @@ from .pretrain import PretrainSpec
 from .schedule import SGDRecipe
 
 # The dataset readers' names (pipeline.datasets.DATASETS; a test keeps the two equal).
-DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
-            "sun397", "dtd", "eurosat", "ucf101", "imagefolder", "synthetic")
+DATASETS = (
+    "imagenet",
+    "caltech101",
+    "oxford_pets",
+    "stanford_cars",
+    "oxford_flowers",
+    "food101",
+    "fgvc_aircraft",
+    "sun397",
+    "dtd",
+    "eurosat",
+    "ucf101",
+    "imagefolder",
+    "synthetic",
+)
 
 
 def _registries():
@@ -45,8 +58,8 @@ def _registries():
 # --- sections -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PrepareConfig:
-    shots: int = 16                                   # few-shot images per base class (Dassl sampling)
-    data_root: str = "data/DATA"                      # CoOp's DATA folder
+    shots: int = 16  # few-shot images per base class (Dassl sampling)
+    data_root: str = "data/DATA"  # CoOp's DATA folder
     roots: dict[str, str] = field(default_factory=dict)  # per-dataset folder override
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
@@ -89,8 +102,12 @@ class SeemSettings:
     config: str = ""
 
 
-SEGMENTER_SETTINGS = {"center": CenterSettings, "grabcut": GrabCutSettings, "precomputed": PrecomputedSettings,
-                      "seem": SeemSettings}
+SEGMENTER_SETTINGS = {
+    "center": CenterSettings,
+    "grabcut": GrabCutSettings,
+    "precomputed": PrecomputedSettings,
+    "seem": SeemSettings,
+}
 
 
 @dataclass(frozen=True)
@@ -109,8 +126,7 @@ class MasksConfig:
     def __post_init__(self) -> None:
         segmenters = _registries()[1]
         for key, name in [("segmenter", self.segmenter)] + [("compare", n) for n in self.compare]:
-            require(name in segmenters,
-                    f"masks.{key}: unknown segmenter {name!r}; known: {', '.join(segmenters)}")
+            require(name in segmenters, f"masks.{key}: unknown segmenter {name!r}; known: {', '.join(segmenters)}")
         require(self.store_size >= 8, f"masks.store_size must be at least 8, got {self.store_size}")
 
     def settings(self, name: str) -> dict:
@@ -134,7 +150,7 @@ class PretrainConfig(PretrainSpec):
 
 @dataclass(frozen=True)
 class TrainSettings(SGDRecipe):
-    precision: Literal["bf16", "fp16", "fp32"] = "bf16"   # autocast dtype on GPU; CPU always runs fp32
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"  # autocast dtype on GPU; CPU always runs fp32
 
 
 # The authors' per-dataset change: EuroSAT with CoOp trains 20 epochs at lr 0.002 (backbone and heads).
@@ -147,7 +163,7 @@ class BackboneConfig:
 
     train: TrainSettings = field(default_factory=TrainSettings)
     overrides: dict[str, dict] = field(default_factory=lambda: dict(AUTHORS_OVERRIDES))
-    settings: dict[str, object] = field(default_factory=dict)   # backbone name -> its Settings dataclass
+    settings: dict[str, object] = field(default_factory=dict)  # backbone name -> its Settings dataclass
 
     @classmethod
     def from_dict(cls, data, where: str = "backbone") -> "BackboneConfig":
@@ -166,8 +182,10 @@ class BackboneConfig:
             settings.setdefault(name, cls_.Settings())
         for key, changes in overrides.items():
             dataset, _, backbone = key.partition("/")
-            require(dataset in DATASETS and backbone in BACKBONES,
-                    f"{where}.overrides.{key}: expected '<dataset>/<backbone>' with a known dataset and backbone")
+            require(
+                dataset in DATASETS and backbone in BACKBONES,
+                f"{where}.overrides.{key}: expected '<dataset>/<backbone>' with a known dataset and backbone",
+            )
             build(TrainSettings, {**to_plain(train), **changes}, f"{where}.overrides.{key}")
         return cls(train, overrides, settings)
 
@@ -178,24 +196,29 @@ class BackboneConfig:
         return replace(recipe, **self.overrides.get(f"{dataset}/{backbone}", {}))
 
     def to_plain(self) -> dict:
-        return {"train": to_plain(self.train), "overrides": to_plain(self.overrides),
-                **{name: to_plain(s) for name, s in self.settings.items()}}
+        return {
+            "train": to_plain(self.train),
+            "overrides": to_plain(self.overrides),
+            **{name: to_plain(s) for name, s in self.settings.items()},
+        }
 
 
 @dataclass(frozen=True)
 class EncodeConfig:
-    views: int = 10                                   # V random views per training image
-    crop_scale: tuple[float, float] = (0.08, 1.0)     # RandomResizedCrop scale, same geometry on the mask
-    fill: Literal["mean", "black", "blur"] = "mean"   # background of a foreground view
-    seed: int = 0                                     # a view depends only on this, its index and its image path
+    views: int = 10  # V random views per training image
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop scale, same geometry on the mask
+    fill: Literal["mean", "black", "blur"] = "mean"  # background of a foreground view
+    seed: int = 0  # a view depends only on this, its index and its image path
     dtype: Literal["float16", "float32"] = "float16"  # storage
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"  # autocast on GPU (CPU always fp32)
-    channels_last: bool = True                        # on GPU
+    channels_last: bool = True  # on GPU
 
     def __post_init__(self) -> None:
         require(self.views >= 1, f"encode.views must be at least 1, got {self.views}")
         lo, hi = self.crop_scale
-        require(0 < lo <= hi <= 1, f"encode.crop_scale must be [low, high] with 0 < low <= high <= 1, got {self.crop_scale}")
+        require(
+            0 < lo <= hi <= 1, f"encode.crop_scale must be [low, high] with 0 < low <= high <= 1, got {self.crop_scale}"
+        )
 
 
 @dataclass(frozen=True)
@@ -232,26 +255,28 @@ class HeadsSection:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    examples: int = 6                                 # training images shown with their masks and foreground views
+    examples: int = 6  # training images shown with their masks and foreground views
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Settings that never change a result; no stage declares them, so changing one re-runs nothing."""
 
-    device: str = "auto"                # every stage: auto | cpu | cuda | cuda:N
-    threads: int = 0                    # torch CPU threads per stage process; 0 = torch's default
-    masks_workers: int = 0              # segmentation processes; 0 = all CPU cores
-    backbone_workers: int = 0           # DataLoader workers of backbone tuning
-    encode_workers: int = 0             # DataLoader workers for decoding and augmentation
-    encode_batch_images: int = 32       # images per DataLoader batch (each gives 2 x V views)
-    encode_batch_size: int = 256        # views per encoder forward
-    clip_cache_dir: str | None = None   # open_clip / Hugging Face cache override
-    allow_download: bool = False        # never reach a network unless asked to
+    device: str = "auto"  # every stage: auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads per stage process; 0 = torch's default
+    masks_workers: int = 0  # segmentation processes; 0 = all CPU cores
+    backbone_workers: int = 0  # DataLoader workers of backbone tuning
+    encode_workers: int = 0  # DataLoader workers for decoding and augmentation
+    encode_batch_images: int = 32  # images per DataLoader batch (each gives 2 x V views)
+    encode_batch_size: int = 256  # views per encoder forward
+    clip_cache_dir: str | None = None  # open_clip / Hugging Face cache override
+    allow_download: bool = False  # never reach a network unless asked to
 
     def __post_init__(self) -> None:
-        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-                f"runtime.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        require(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            f"runtime.device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
         for name in ("threads", "masks_workers", "backbone_workers", "encode_workers"):
             require(getattr(self, name) >= 0, f"runtime.{name} must be >= 0, got {getattr(self, name)}")
         require(self.encode_batch_images >= 1 and self.encode_batch_size >= 1, "runtime.encode_batch_* must be >= 1")

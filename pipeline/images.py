@@ -69,8 +69,14 @@ def train_transform(kind: str, size: int, mean, std) -> T.Compose:
     if kind == "resize":
         return T.Compose([T.Resize((size, size), interpolation=BICUBIC), T.ToTensor(), T.Normalize(mean, std)])
     if kind == "crop_flip":
-        return T.Compose([T.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=BICUBIC), T.RandomHorizontalFlip(),
-                          T.ToTensor(), T.Normalize(mean, std)])
+        return T.Compose(
+            [
+                T.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=BICUBIC),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize(mean, std),
+            ]
+        )
     raise ValueError(f"unknown train augmentation {kind!r}; use resize or crop_flip")
 
 

@@ -42,8 +42,10 @@ def build_manifest(data: DatasetSplits, shots: int, seeds: list[int]) -> tuple[p
                 continue
             rows.append((it.impath, it.label, it.classname, split, subset[it.label], sub[it.label]))
     if dropped:
-        warnings.warn(f"{sum(dropped.values())} val/test images of {len(dropped)} classes with no training image are "
-                      f"dropped, as CoOp does (labels {sorted(dropped)[:5]})")
+        warnings.warn(
+            f"{sum(dropped.values())} val/test images of {len(dropped)} classes with no training image are "
+            f"dropped, as CoOp does (labels {sorted(dropped)[:5]})"
+        )
     df = pd.DataFrame(rows, columns=["impath", "label", "classname", "split", "subset", "sublabel"])
     n_train = len(data.train)
     val_kept = [i for i, it in enumerate(data.val) if it.label in subset]
@@ -99,12 +101,17 @@ class Prepared:
     def _fewshot_column(self, seed: int) -> str:
         col = f"fewshot_{seed}"
         if col not in self.manifest:
-            raise KeyError(f"seed {seed} was not prepared (columns: {[c for c in self.manifest if c.startswith('fewshot_')]}); add it to `seeds` and re-run prepare")
+            raise KeyError(
+                f"seed {seed} was not prepared (columns: {[c for c in self.manifest if c.startswith('fewshot_')]}); "
+                "add it to `seeds` and re-run prepare"
+            )
         return col
 
     def fewshot_train(self, seed: int, subset: str = "base") -> pd.DataFrame:
         m = self.manifest
-        return m[(m.split == "train") & (m[self._fewshot_column(seed)] == 1) & (m.subset == subset)].reset_index(drop=True)
+        return m[(m.split == "train") & (m[self._fewshot_column(seed)] == 1) & (m.subset == subset)].reset_index(
+            drop=True
+        )
 
     def fewshot_union(self, seeds: list[int], subset: str = "base") -> pd.DataFrame:
         """The few-shot training images of any of `seeds`, each once (what masks and encodings must cover)."""

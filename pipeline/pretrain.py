@@ -28,17 +28,24 @@ CAPTIONS = (
 
 @dataclass(frozen=True)
 class PretrainSpec:
-    steps: int = 300              # 0 writes the untrained model (for runs on real weights)
+    steps: int = 300  # 0 writes the untrained model (for runs on real weights)
     batch_size: int = 256
-    pool_size: int = 6000         # distinct rendered images, re-augmented every epoch
+    pool_size: int = 6000  # distinct rendered images, re-augmented every epoch
     lr: float = 2e-3
     weight_decay: float = 0.1
     warmup_steps: int = 30
     image_size: int = 64
     seed: int = 0
     # (colour, shape) pairs never shown in pretraining, one per colour by default.
-    held_out: list[list[str]] = field(default_factory=lambda: [["red", "star"], ["green", "ring"], ["blue", "cross"],
-                                                               ["yellow", "hexagon"], ["purple", "diamond"]])
+    held_out: list[list[str]] = field(
+        default_factory=lambda: [
+            ["red", "star"],
+            ["green", "ring"],
+            ["blue", "cross"],
+            ["yellow", "hexagon"],
+            ["purple", "diamond"],
+        ]
+    )
     eval_per_class: int = 20
     # Share of pretraining images on a flat background. Web-scale CLIP has seen isolated objects; without
     # these, a tiny CLIP has never seen a flat background and every foreground view is out of distribution.
@@ -63,7 +70,8 @@ def _pairs(held_out: list[list[str]]) -> tuple[list[tuple[str, str]], list[tuple
 
 
 def render_pool(pairs, n: int, size: int, rng: np.random.Generator, plain: float = 0.0, progress=None):
-    """`n` images of random pairs on random backgrounds (flat with probability `plain`): uint8 [n, 3, s, s], pair, style."""
+    """`n` images of random pairs on random backgrounds (flat with probability `plain`): uint8 [n, 3, s, s],
+    pair, style."""
     styles = pretrain_styles()
     n_textured = len(background_styles())
     images = np.empty((n, 3, size, size), np.uint8)
@@ -148,13 +156,18 @@ def train_clip(model, tokenizer, mean, std, spec: PretrainSpec, device="cpu", pr
         if progress:
             progress(1)
         if log and (step + 1) % max(1, spec.steps // 10) == 0:
-            log(f"step {step + 1}/{spec.steps}  loss {np.mean(losses[-50:]):.3f}  logit scale {model.logit_scale.exp().item():.1f}")
+            log(
+                f"step {step + 1}/{spec.steps}  loss {np.mean(losses[-50:]):.3f}  "
+                f"logit scale {model.logit_scale.exp().item():.1f}"
+            )
     model.eval().requires_grad_(False)
     return losses
 
 
 @torch.no_grad()
-def zero_shot_accuracy(model, tokenizer, mean, std, spec: PretrainSpec, template: str = "a photo of a {}.", device="cpu") -> dict:
+def zero_shot_accuracy(
+    model, tokenizer, mean, std, spec: PretrainSpec, template: str = "a photo of a {}.", device="cpu"
+) -> dict:
     """Zero-shot accuracy over all colour-shape classes on fresh renders; also on the held-out pairs only."""
     rng = np.random.default_rng(spec.seed + 1)
     seen, held = _pairs(spec.held_out)
@@ -164,9 +177,9 @@ def zero_shot_accuracy(model, tokenizer, mean, std, spec: PretrainSpec, template
     images, pair_idx, _ = render_pool(every, spec.eval_per_class * len(every), spec.image_size, rng)
     pred = []
     for i in range(0, len(images), 256):
-        x = normalise(torch.from_numpy(images[i:i + 256]), mean, std).to(device)
+        x = normalise(torch.from_numpy(images[i : i + 256]), mean, std).to(device)
         pred.append((F.normalize(model.encode_image(x), dim=-1) @ txt_f.t()).argmax(-1).cpu())
-    correct = (torch.cat(pred).numpy() == pair_idx)
+    correct = torch.cat(pred).numpy() == pair_idx
     held_mask = np.array([every[p] in set(held) for p in pair_idx])
     return {
         "classes": len(every),

@@ -24,7 +24,9 @@ def view_rng(seed: int, view: int, impath: str) -> np.random.Generator:
     return np.random.default_rng([seed, view, zlib.crc32(impath.encode("utf-8"))])
 
 
-def sample_crop(rng: np.random.Generator, h: int, w: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+def sample_crop(
+    rng: np.random.Generator, h: int, w: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+) -> tuple[int, int, int, int]:
     """RandomResizedCrop's rule (10 tries, then a centre crop), drawn from `rng`."""
     area = h * w
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -68,8 +70,16 @@ def mask_to_image(mask: np.ndarray, size_wh: tuple[int, int]) -> Image.Image:
     return im if im.size == size_wh else im.resize(size_wh, Image.NEAREST)
 
 
-def train_view(image: Image.Image, mask: np.ndarray | None, rng: np.random.Generator, size: int, mean, std, fill: str,
-               scale=(0.08, 1.0)):
+def train_view(
+    image: Image.Image,
+    mask: np.ndarray | None,
+    rng: np.random.Generator,
+    size: int,
+    mean,
+    std,
+    fill: str,
+    scale=(0.08, 1.0),
+):
     """(full view, foreground view or None, area ratio) for one random crop + flip."""
     w, h = image.size
     top, left, ch, cw = sample_crop(rng, h, w, scale)

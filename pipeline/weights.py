@@ -35,11 +35,15 @@ def read_weights(path: str | Path, fix: str) -> object:
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
         what = f"the Python object {found.group(1)}" if found else "Python objects besides tensors"
         raise CheckpointError(
-            f"{path} is not a plain weights file: it pickles {what}, which would run code when loaded, so it is refused; "
-            "re-save only its tensors (torch.save(model.state_dict(), path)) or convert it to safetensors") from None
+            f"{path} is not a plain weights file: it pickles {what}, which would run code when loaded, "
+            "so it is refused; "
+            "re-save only its tensors (torch.save(model.state_dict(), path)) or convert it to safetensors"
+        ) from None
     except Exception as err:  # a truncated or foreign file fails in the unpickler in many ways
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {_first_line(err)}); "
-                              f"it may be truncated or another kind of file: {fix}") from err
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {_first_line(err)}); "
+            f"it may be truncated or another kind of file: {fix}"
+        ) from err
 
 
 def _read_safetensors(path: Path, fix: str) -> dict:

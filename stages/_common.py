@@ -23,7 +23,13 @@ def start(params_file: str) -> Params:
 @contextlib.contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator:
     """Yield `advance(n)`; draws a rich bar on stderr."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)

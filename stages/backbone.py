@@ -40,19 +40,34 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
     train = prepared.fewshot_train(seed, "base")
     base_names = [prepared.classnames[y] for y in prepared.classes["base"]]
     model = create_backbone(backbone, clip, template, classnames=base_names, **settings).to(device)
-    meta = {"dataset": dataset, "seed": seed, "clip_model": clip.name, "clip_pretrained": clip.pretrained,
-            "params_fingerprint": fingerprint({"clip": to_plain(params.clip), "recipe": to_plain(recipe),
-                                               backbone: settings}),
-            "n_train": len(train), "base_classes": base_names}
+    meta = {
+        "dataset": dataset,
+        "seed": seed,
+        "clip_model": clip.name,
+        "clip_pretrained": clip.pretrained,
+        "params_fingerprint": fingerprint(
+            {"clip": to_plain(params.clip), "recipe": to_plain(recipe), backbone: settings}
+        ),
+        "n_train": len(train),
+        "base_classes": base_names,
+    }
     log = []
     if model.needs_training:
         transform = train_transform(model.train_augment, clip.image_size, clip.mean, clip.std)
         data = LabelledImages(prepared.root, train.impath, train.sublabel, transform)
-        loader = torch.utils.data.DataLoader(data, batch_size=recipe.batch_size, shuffle=True, generator=gen,
-                                             num_workers=params.runtime.backbone_workers, drop_last=False)
+        loader = torch.utils.data.DataLoader(
+            data,
+            batch_size=recipe.batch_size,
+            shuffle=True,
+            generator=gen,
+            num_workers=params.runtime.backbone_workers,
+            drop_last=False,
+        )
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        print(f"{backbone} on {dataset} seed {seed}: {len(train)} images, {len(base_names)} base classes, "
-              f"{n_params} learnable parameters, {recipe.epochs} epochs on {device}")
+        print(
+            f"{backbone} on {dataset} seed {seed}: {len(train)} images, {len(base_names)} base classes, "
+            f"{n_params} learnable parameters, {recipe.epochs} epochs on {device}"
+        )
         with progress_bar(f"{backbone} epochs", recipe.epochs * len(data)) as advance:
             log = tuning.train(model.train(), loader, base_names, recipe, device, advance)
         for row in log:

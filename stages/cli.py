@@ -55,7 +55,8 @@ def _is_bad_input(err: Exception) -> bool:
 
 
 def _run(name: str, *args) -> None:
-    """Run a stage. A bad input ends it with one line on stderr and exit status 1 (FVGPT_TRACEBACK=1 shows the traceback)."""
+    """Run a stage. A bad input ends it with one line on stderr and exit status 1 (FVGPT_TRACEBACK=1 shows the
+    traceback)."""
     try:
         _stage(name).run(*args)
     except Exception as err:
@@ -79,7 +80,7 @@ def inputs(dataset: str = DATASET, params: str = PARAMS) -> None:
 
 @app.command()
 def prepare(dataset: str = DATASET, params: str = PARAMS) -> None:
-    """Read a dataset (CoOp layout, ImageFolder, or generate `synthetic`) and write its manifest with few-shot columns."""
+    """Read a dataset (CoOp layout, ImageFolder, or generate `synthetic`); write its manifest with few-shot columns."""
     _run("prepare", dataset, params)
 
 
@@ -109,7 +110,7 @@ def backbone(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED,
 
 @app.command()
 def features(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
-    """Write one feature file per run: the shared image encodings (or the backbone's own) plus its class text features."""
+    """Write one feature file per run: its rows of the shared encodings (or its own) and its class text features."""
     _run("features", dataset, backbone, seed, params)
 
 
@@ -129,7 +130,9 @@ def evaluate(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED,
 def sweep(
     dataset: str = DATASET,
     backbone: str = BACKBONE,
-    ablation: str = typer.Option(None, help="A named ablation: table3, table12, table6, table4, table5, table13, lambda_d, shots."),
+    ablation: str = typer.Option(
+        None, help="A named ablation: table3, table12, table6, table4, table5, table13, lambda_d, shots."
+    ),
     grid: str = typer.Option(None, help="A grid over heads params instead, e.g. 'lambda_d=1,5,10 tau_d=1,2'."),
     seeds: str = typer.Option(None, help="Comma-separated seeds (default: `seeds` in params.yaml)."),
     sequential: bool = typer.Option(False, help="Train configurations one by one instead of stacked (for comparison)."),

@@ -11,16 +11,15 @@ from pathlib import Path
 
 import torch
 
+from pipeline.config import to_plain
 from pipeline.device import pick_device
 from pipeline.features.encoded import encode_views
 from pipeline.features.encoder import image_encoder
-from pipeline.config import to_plain
-from pipeline.features.views_dataset import view_sets
-from pipeline.features.views_dataset import ImageViews
+from pipeline.features.views_dataset import ImageViews, view_sets
 from pipeline.fingerprint import file_digest, fingerprint, stat_digest
 from pipeline.manifest import read_prepared
-from pipeline.models import clip_of
 from pipeline.masks.store import MaskStore
+from pipeline.models import clip_of
 from pipeline.paths import encoded_path, masks_path, prepared_dir
 
 from ._common import progress_bar, start
@@ -34,11 +33,18 @@ def resume_key(params, seeds: list[int], train: ImageViews, test: ImageViews, de
     """
     pretrained = Path(params.clip.pretrained or "").expanduser()
     images = [stat_digest(data.root, data.impaths) for data in (train, test)]
-    return fingerprint({"clip": to_plain(params.clip), "encode": to_plain(params.encode), "seeds": seeds,
-                        "n": [len(train), len(test)],
-                        "device": device.type, "images": images,
-                        "masks": file_digest(train.masks.path) if train.masks is not None else None,
-                        "checkpoint": file_digest(pretrained) if pretrained.is_file() else None})
+    return fingerprint(
+        {
+            "clip": to_plain(params.clip),
+            "encode": to_plain(params.encode),
+            "seeds": seeds,
+            "n": [len(train), len(test)],
+            "device": device.type,
+            "images": images,
+            "masks": file_digest(train.masks.path) if train.masks is not None else None,
+            "checkpoint": file_digest(pretrained) if pretrained.is_file() else None,
+        }
+    )
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> None:
@@ -50,15 +56,34 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     prepared = read_prepared(prepared_dir(dataset))
     clip = clip_of(params, device)
     train, test = view_sets(prepared, MaskStore(masks_path(dataset)), seeds, cfg, clip.image_size, clip.mean, clip.std)
-    attrs = {"dataset": dataset, "clip_model": clip.name, "clip_pretrained": clip.pretrained,
-             "fingerprint": resume_key(params, seeds, train, test, device)}
+    attrs = {
+        "dataset": dataset,
+        "clip_model": clip.name,
+        "clip_pretrained": clip.pretrained,
+        "fingerprint": resume_key(params, seeds, train, test, device),
+    }
     encode = image_encoder(clip.model.encode_image, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size)
-    print(f"encoding {dataset}: {len(train)} training images x {train.views} views (+ foreground views), "
-          f"{len(test)} test images, {clip.name} on {device}")
+    print(
+        f"encoding {dataset}: {len(train)} training images x {train.views} views (+ foreground views), "
+        f"{len(test)} test images, {clip.name} on {device}"
+    )
     t0 = time.perf_counter()
     with progress_bar("encode images", len(train) + len(test)) as advance:
-        stats = encode_views(encoded_path(dataset), train, test, encode, clip.embed_dim, attrs, cfg.dtype,
-                             runtime.encode_batch_images, runtime.encode_workers, advance)
+        stats = encode_views(
+            encoded_path(dataset),
+            train,
+            test,
+            encode,
+            clip.embed_dim,
+            attrs,
+            cfg.dtype,
+            runtime.encode_batch_images,
+            runtime.encode_workers,
+            advance,
+        )
     wall = time.perf_counter() - t0
-    print(f"encoded {stats.views} views of {stats.images} images in {wall:.1f} s: {stats.views / max(wall, 1e-9):.0f} views/s "
-          f"end to end, {stats.views_per_s:.0f} views/s in the encoder")
+    print(
+        f"encoded {stats.views} views of {stats.images} images in {wall:.1f} s: "
+        f"{stats.views / max(wall, 1e-9):.0f} views/s "
+        f"end to end, {stats.views_per_s:.0f} views/s in the encoder"
+    )

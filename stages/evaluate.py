@@ -6,7 +6,6 @@ from pipeline.atomic import write_json
 from pipeline.features.run_features import RunFeatures
 from pipeline.heads.evaluate import evaluate
 from pipeline.heads.io import load_heads
-
 from pipeline.paths import features_path, heads_dir, metrics_path
 
 from ._common import start
@@ -20,4 +19,7 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
     write_json(metrics_path(dataset, backbone, seed), metrics)
     print(f"{dataset}/{backbone}/seed{seed}:")
     for name in ("clip", "backbone", "fvgpt"):
-        print(f"  {name:9s} base {metrics[f'{name}.base']:6.2f}  new {metrics[f'{name}.new']:6.2f}  hm {metrics[f'{name}.hm']:6.2f}")
+        print(
+            f"  {name:9s} base {metrics[f'{name}.base']:6.2f}  new {metrics[f'{name}.new']:6.2f}  "
+            f"hm {metrics[f'{name}.hm']:6.2f}"
+        )

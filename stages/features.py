@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.backbones import backbone_template, template_features, tuning
 from pipeline.atomic import check_writable
+from pipeline.backbones import backbone_template, template_features, tuning
 from pipeline.config import to_plain
 from pipeline.device import pick_device
-from pipeline.features.run_features import write_run_features
 from pipeline.features.encoded import EncodedViews, encode_views
 from pipeline.features.encoder import image_encoder
+from pipeline.features.run_features import write_run_features
 from pipeline.features.views_dataset import view_sets
 from pipeline.fingerprint import fingerprint
 from pipeline.manifest import read_prepared
-from pipeline.models import clip_of
 from pipeline.masks.store import MaskStore
+from pipeline.models import clip_of
 from pipeline.paths import backbone_dir, encoded_path, features_path, masks_path, prepared_dir
 
 from ._common import progress_bar, start
@@ -28,13 +28,24 @@ from ._common import progress_bar, start
 def _own_encodings(dataset, prepared, params, backbone, clip, device) -> EncodedViews:
     """Encode the views with the backbone's own image path (deep-prompt backbones)."""
     cfg, runtime = params.encode, params.runtime
-    train, test = view_sets(prepared, MaskStore(masks_path(dataset)), params.seeds, cfg, clip.image_size, clip.mean,
-                            clip.std)
+    train, test = view_sets(
+        prepared, MaskStore(masks_path(dataset)), params.seeds, cfg, clip.image_size, clip.mean, clip.std
+    )
     encode = image_encoder(backbone.encode_image, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size)
     path = Path(tempfile.mkdtemp()) / "own.h5"
     with progress_bar(f"encode ({backbone.name})", len(train) + len(test)) as advance:
-        encode_views(path, train, test, encode, clip.embed_dim, {"fingerprint": "own"}, "float32",
-                     runtime.encode_batch_images, runtime.encode_workers, advance)
+        encode_views(
+            path,
+            train,
+            test,
+            encode,
+            clip.embed_dim,
+            {"fingerprint": "own"},
+            "float32",
+            runtime.encode_batch_images,
+            runtime.encode_workers,
+            advance,
+        )
     return EncodedViews(path)
 
 
@@ -45,7 +56,9 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
     check_writable(features_path(dataset, backbone, seed).parent)  # before any encoding, not after
     prepared = read_prepared(prepared_dir(dataset))
     clip = clip_of(params, device)
-    model = tuning.load(backbone_dir(dataset, backbone, seed), clip, backbone_template(backbone, prepared.classes["dataset"]))
+    model = tuning.load(
+        backbone_dir(dataset, backbone, seed), clip, backbone_template(backbone, prepared.classes["dataset"])
+    )
     shared = model.shares_clip_image_encoder
     clip_views = EncodedViews(encoded_path(dataset))
     views = clip_views if shared else _own_encodings(dataset, prepared, params, model, clip, device)
@@ -60,23 +73,40 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
         text_backbone = model.class_features(classnames).float().cpu().numpy()
         text_clip = template_features(clip, prepared.classes["template"], classnames).cpu().numpy()
     arrays = {
-        "train/feat_full": views.train["feat_full"][:, rows], "train/feat_fg": views.train["feat_fg"][:, rows],
-        "train/area": views.train["area"][:, rows], "train/label": train.sublabel.to_numpy(np.int64),
-        "test/feat": views.test["feat"][test_rows], "test/feat_fg": views.test["feat_fg"][test_rows],
-        "test/area": views.test["area"][test_rows], "test/has_fg": views.test["has_fg"][test_rows],
-        "test/label": test.label.to_numpy(np.int64), "test/subset": (test.subset == "new").to_numpy(np.int64),
-        "text/backbone": text_backbone, "text/clip": text_clip,
+        "train/feat_full": views.train["feat_full"][:, rows],
+        "train/feat_fg": views.train["feat_fg"][:, rows],
+        "train/area": views.train["area"][:, rows],
+        "train/label": train.sublabel.to_numpy(np.int64),
+        "test/feat": views.test["feat"][test_rows],
+        "test/feat_fg": views.test["feat_fg"][test_rows],
+        "test/area": views.test["area"][test_rows],
+        "test/has_fg": views.test["has_fg"][test_rows],
+        "test/label": test.label.to_numpy(np.int64),
+        "test/subset": (test.subset == "new").to_numpy(np.int64),
+        "text/backbone": text_backbone,
+        "text/clip": text_clip,
     }
     if not shared:
         clip_test_index = {p: i for i, p in enumerate(clip_views.test_paths)}
         arrays["train/clip_full"] = clip_views.train["feat_full"][:, clip_views.train_rows(list(train.impath))]
         arrays["test/clip"] = clip_views.test["feat"][[clip_test_index[p] for p in test.impath]]
-    attrs = {"dataset": dataset, "backbone": backbone, "seed": seed, "classnames": classnames,
-             "base": prepared.classes["base"], "new": prepared.classes["new"], "logit_scale": model.logit_scale,
-             "clip_model": clip.name, "shares_clip_image": shared, "encoded_fingerprint": clip_views.attrs["fingerprint"],
-             "params_fingerprint": fingerprint({"clip": to_plain(params.clip), "features": to_plain(cfg)})}
+    attrs = {
+        "dataset": dataset,
+        "backbone": backbone,
+        "seed": seed,
+        "classnames": classnames,
+        "base": prepared.classes["base"],
+        "new": prepared.classes["new"],
+        "logit_scale": model.logit_scale,
+        "clip_model": clip.name,
+        "shares_clip_image": shared,
+        "encoded_fingerprint": clip_views.attrs["fingerprint"],
+        "params_fingerprint": fingerprint({"clip": to_plain(params.clip), "features": to_plain(cfg)}),
+    }
     out = features_path(dataset, backbone, seed)
     write_run_features(out, arrays, attrs, cfg.dtype)
     v, n, d = arrays["train/feat_full"].shape
-    print(f"dumped {dataset}/{backbone}/seed{seed}: {n} training images x {v} views, {len(test)} test images, "
-          f"{len(classnames)} classes, D={d} -> {out}" + ("" if shared else " (own image encodings)"))
+    print(
+        f"dumped {dataset}/{backbone}/seed{seed}: {n} training images x {v} views, {len(test)} test images, "
+        f"{len(classnames)} classes, D={d} -> {out}" + ("" if shared else " (own image encodings)")
+    )

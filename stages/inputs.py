@@ -17,6 +17,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
     out = inputs_path(dataset)
     write_json(out, fingerprint)
     if fingerprint["external"]:
-        print(f"inputs of {dataset}: {fingerprint['files']} files, {fingerprint['bytes'] / 1e6:.1f} MB under "
-              f"{fingerprint['root']} (fingerprint {fingerprint['digest']})")
+        print(
+            f"inputs of {dataset}: {fingerprint['files']} files, {fingerprint['bytes'] / 1e6:.1f} MB under "
+            f"{fingerprint['root']} (fingerprint {fingerprint['digest']})"
+        )
     return out

@@ -42,9 +42,13 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     size = cfg.store_size
     # The resume key covers the images too (path, size, mtime): masks of replaced images are never reused.
     images = stat_digest(prepared.root, [r.impath for r in requests])
-    attrs = {"segmenter": name, "dataset": dataset,
-             "fingerprint": fingerprint({"segmenter": name, "cfg": seg_cfg, "size": size, "missing": cfg.missing,
-                                         "images": images})}
+    attrs = {
+        "segmenter": name,
+        "dataset": dataset,
+        "fingerprint": fingerprint(
+            {"segmenter": name, "cfg": seg_cfg, "size": size, "missing": cfg.missing, "images": images}
+        ),
+    }
     workers = params.runtime.masks_workers or (os.cpu_count() or 1)
     writer = MaskStoreWriter(masks_path(dataset), size, attrs)
     try:
@@ -72,9 +76,14 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
         area_histogram(store, tmp, f"{dataset}: {name} masks, {len(store)} images")
     write_json(out / "quality.json", stats)
     if stats["stretched"]:
-        print(f"warning: {stats['stretched']} of {stats['images']} masks have another aspect ratio than their image and were "
-              f"stretched to fit it (e.g. {result.stretched[:3] or 'in a resumed part'}); check the mask files and masks.{name} "
-              "settings (listed as `stretched` in quality.json)")
-    print(f"masks for {dataset}: {stats['images']} images ({result.n_new} segmented, {result.n_reused} reused), "
-          f"empty {stats['empty']}, full {stats['full']}, missing {stats['missing']}"
-          + (f", IoU vs ground truth {stats['iou']}" if "iou" in stats else ""))
+        print(
+            f"warning: {stats['stretched']} of {stats['images']} masks have another aspect ratio than their image "
+            f"and were stretched to fit it (e.g. {result.stretched[:3] or 'in a resumed part'}); "
+            f"check the mask files and masks.{name} "
+            "settings (listed as `stretched` in quality.json)"
+        )
+    print(
+        f"masks for {dataset}: {stats['images']} images ({result.n_new} segmented, {result.n_reused} reused), "
+        f"empty {stats['empty']}, full {stats['full']}, missing {stats['missing']}"
+        + (f", IoU vs ground truth {stats['iou']}" if "iou" in stats else "")
+    )

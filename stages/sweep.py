@@ -5,19 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.atomic import atomic_path, write_text
+from pipeline.config_reader import build
 from pipeline.device import pick_device
 from pipeline.features.run_features import RunFeatures
-from pipeline.config_reader import build
 from pipeline.heads.config import ABLATIONS, HeadsConfig
 from pipeline.heads.sweep import grid_rows, run_sweep, summarise
-
 from pipeline.paths import features_path, sweeps_dir
 
 from ._common import progress_bar, start
 
 
-def run(dataset: str, backbone: str, ablation: str | None, grid: str | None, seeds: list[int] | None,
-        sequential: bool, params_file: str = "params.yaml") -> Path:
+def run(
+    dataset: str,
+    backbone: str,
+    ablation: str | None,
+    grid: str | None,
+    seeds: list[int] | None,
+    sequential: bool,
+    params_file: str = "params.yaml",
+) -> Path:
     params = start(params_file)
     if bool(ablation) == bool(grid):
         raise ValueError(f"give exactly one of --ablation ({', '.join(ABLATIONS)}) or --grid 'key=v1,v2 ...'")
@@ -39,6 +45,8 @@ def run(dataset: str, backbone: str, ablation: str | None, grid: str | None, see
         result.table.to_csv(tmp, index=False)
     write_text(sweeps_dir() / f"{name}.md", summary.to_markdown() + "\n")
     print(summary.to_string())
-    print(f"{len(rows) * len(seeds)} configurations in {result.groups} training runs "
-          f"({'sequential' if sequential else 'stacked'}): {result.seconds:.2f} s")
+    print(
+        f"{len(rows) * len(seeds)} configurations in {result.groups} training runs "
+        f"({'sequential' if sequential else 'stacked'}): {result.seconds:.2f} s"
+    )
     return sweeps_dir() / f"{name}.md"

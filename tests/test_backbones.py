@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pipeline.backbones import BACKBONES, create_backbone, template_features, tuning
-from pipeline.models import load_clip
 from pipeline.config import TrainSettings
+from pipeline.models import load_clip
 from pipeline.schedule import epoch_lr
 
 logging.getLogger().setLevel(logging.ERROR)
@@ -20,8 +20,9 @@ def clip():
     return load_clip("fvgpt-test-rn")
 
 
-@pytest.mark.parametrize("position,template", [("end", "a photo of a {}."), ("front", "{} a photo of a."),
-                                               ("middle", "a photo {} of a.")])
+@pytest.mark.parametrize(
+    "position,template", [("end", "a photo of a {}."), ("front", "{} a photo of a."), ("middle", "a photo {} of a.")]
+)
 def test_coop_context_from_words_reproduces_the_sentence(clip, position, template):
     coop = create_backbone("coop", clip, "unused", ctx_init="a photo of a", class_token_position=position)
     assert torch.allclose(coop.class_features(NAMES), template_features(clip, template, NAMES), atol=1e-5)
@@ -117,7 +118,6 @@ def test_every_registered_backbone_works_from_its_params_section(clip, name, tmp
 
     from pipeline.backbones import backbone_template
 
-    cls = BACKBONES[name]
     section = yaml.safe_load((project_root / "params.yaml").read_text())["backbone"][name]
     model = create_backbone(name, clip, backbone_template(name, "synthetic"), classnames=NAMES, **section)
     feats = model.class_features(NAMES + ["unseen thing"])

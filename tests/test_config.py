@@ -55,17 +55,20 @@ def test_a_typo_in_any_key_is_named_with_the_closest_key(path):
     assert f"did you mean {'.'.join(path)}?" in message or len(path) == 1
 
 
-@pytest.mark.parametrize("section,key,value,words", [
-    ("heads", "lambda_d", "ten", ["heads.lambda_d", "number"]),
-    ("prepare", "shots", -1, ["prepare.shots", "at least 1"]),
-    ("prepare", "shots", 2.5, ["prepare.shots", "integer"]),
-    ("masks", "segmenter", "segm", ["masks.segmenter", "grabcut"]),
-    ("masks", "missing", "skip", ["masks.missing", "'fail'"]),
-    ("encode", "fill", "white", ["encode.fill", "'mean'"]),
-    ("heads", "frg", "yes", ["heads.frg", "true or false"]),
-    ("heads", "adapters", "text", ["adapters", "both or visual"]),
-    ("runtime", "device", "tpu", ["runtime.device", "auto"]),
-])
+@pytest.mark.parametrize(
+    "section,key,value,words",
+    [
+        ("heads", "lambda_d", "ten", ["heads.lambda_d", "number"]),
+        ("prepare", "shots", -1, ["prepare.shots", "at least 1"]),
+        ("prepare", "shots", 2.5, ["prepare.shots", "integer"]),
+        ("masks", "segmenter", "segm", ["masks.segmenter", "grabcut"]),
+        ("masks", "missing", "skip", ["masks.missing", "'fail'"]),
+        ("encode", "fill", "white", ["encode.fill", "'mean'"]),
+        ("heads", "frg", "yes", ["heads.frg", "true or false"]),
+        ("heads", "adapters", "text", ["adapters", "both or visual"]),
+        ("runtime", "device", "tpu", ["runtime.device", "auto"]),
+    ],
+)
 def test_a_wrong_value_names_the_key_and_the_allowed_values(section, key, value, words):
     data = _params()
     data[section][key] = value
@@ -75,8 +78,10 @@ def test_a_wrong_value_names_the_key_and_the_allowed_values(section, key, value,
         assert word in str(err.value)
 
 
-@pytest.mark.parametrize("key,value,word", [("datasets", ["synthetc"], "synthetic"), ("backbones", ["cop"], "coop"),
-                                            ("seeds", [1, 1], "twice")])
+@pytest.mark.parametrize(
+    "key,value,word",
+    [("datasets", ["synthetc"], "synthetic"), ("backbones", ["cop"], "coop"), ("seeds", [1, 1], "twice")],
+)
 def test_the_run_matrix_is_checked(key, value, word):
     data = _params()
     data[key] = value
@@ -112,13 +117,18 @@ def test_dvc_outs_are_the_paths_pipeline_writes():
     expected = {
         "inputs": [paths.inputs_path("synthetic")],
         "prepare": [paths.prepared_dir("synthetic")],
-        "masks": [paths.masks_path("synthetic"), paths.masks_report_dir("synthetic") / "area_hist.png",
-                  paths.masks_report_dir("synthetic") / "quality.json"],
+        "masks": [
+            paths.masks_path("synthetic"),
+            paths.masks_report_dir("synthetic") / "area_hist.png",
+            paths.masks_report_dir("synthetic") / "quality.json",
+        ],
         "pretrain": [paths.model_checkpoint("fvgpt-tiny-rn"), paths.model_card("fvgpt-tiny-rn")],
         "backbone": [paths.backbone_dir("synthetic", "coop", 1)],
         "encode": [paths.encoded_path("synthetic")],
         "features": [paths.features_path("synthetic", "coop", 1)],
-        "heads": [paths.heads_dir("synthetic", "coop", 1) / name for name in ("heads.pt", "config.json", "train_log.csv")],
+        "heads": [
+            paths.heads_dir("synthetic", "coop", 1) / name for name in ("heads.pt", "config.json", "train_log.csv")
+        ],
         "evaluate": [paths.metrics_path("synthetic", "coop", 1)],
         "report": [paths.results_dir()],
     }
@@ -128,8 +138,10 @@ def test_dvc_outs_are_the_paths_pipeline_writes():
         for kind in ("outs", "metrics", "plots"):
             for out in stage.get(kind, []):
                 outs.append(next(iter(out)) if isinstance(out, dict) else out)
-        text = [re.sub(r"\$\{item\.(\w+)\}", lambda m: item[m.group(1)], o).replace("${pretrain.model}", "fvgpt-tiny-rn")
-                for o in outs]
+        text = [
+            re.sub(r"\$\{item\.(\w+)\}", lambda m: item[m.group(1)], o).replace("${pretrain.model}", "fvgpt-tiny-rn")
+            for o in outs
+        ]
         assert sorted(text) == sorted(str(p) for p in expected[name]), name
 
 

@@ -90,8 +90,10 @@ def test_fewshot_pickle_reused_without_dassl(tmp_path, monkeypatch):
     # a pickle as Dassl writes it: Datum objects from dassl's module, absolute paths
     Datum = _fake_dassl_datum(monkeypatch)
     picked = [data.train[i] for i in (3, 10, 20, 22, 30)]  # one or more of each class
-    blob = {"train": [Datum(f"/home/author/DATA/oxford_pets/{it.impath}", it.label, it.classname) for it in picked],
-            "val": [Datum(f"/x/oxford_pets/{data.val[0].impath}", 0, "breed_0")]}
+    blob = {
+        "train": [Datum(f"/home/author/DATA/oxford_pets/{it.impath}", it.label, it.classname) for it in picked],
+        "val": [Datum(f"/x/oxford_pets/{data.val[0].impath}", 0, "breed_0")],
+    }
     (tmp_path / "split_fewshot").mkdir()
     with open(tmp_path / "split_fewshot" / "shot_1-seed_7.pkl", "wb") as f:
         pickle.dump(blob, f)
@@ -141,8 +143,13 @@ def test_imagenet_order_comes_from_dassls_preprocessed_pickle(tmp_path, monkeypa
     Datum = _fake_dassl_datum(monkeypatch)
     listdir_order = [("n01", 2), ("n01", 0), ("n01", 3), ("n01", 1), ("n02", 1), ("n02", 3), ("n02", 0), ("n02", 2)]
     names = {"n01": "tench", "n02": "goldfish"}
-    blob = {split: [Datum(f"/home/author/DATA/imagenet/images/{folder}/{w}/{i}.JPEG", int(w[-1]) - 1, names[w])
-                    for w, i in listdir_order] for split, folder in (("train", "train"), ("test", "val"))}
+    blob = {
+        split: [
+            Datum(f"/home/author/DATA/imagenet/images/{folder}/{w}/{i}.JPEG", int(w[-1]) - 1, names[w])
+            for w, i in listdir_order
+        ]
+        for split, folder in (("train", "train"), ("test", "val"))
+    }
     with open(tmp_path / "preprocessed.pkl", "wb") as f:
         pickle.dump(blob, f)
     data = load_dataset("imagenet", tmp_path)

@@ -12,11 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _equation_rows():
     text = (ROOT / "docs" / "method.md").read_text()
-    table = text[text.index("## Equation map"):].split("\n\n")[1]
+    table = text[text.index("## Equation map") :].split("\n\n")[1]
     for line in table.splitlines()[2:]:
         paper, _, where = [c.strip() for c in re.split(r"(?<!\|) \| (?!\|)", line.strip().strip("|"))]
-        yield paper, re.findall(r"`([\w/]+\.py): ([\w.]+)`", where) + [
-            (None, name) for name in re.findall(r"(?<!: )`(\w+\.\w+)`", where)]
+        yield (
+            paper,
+            re.findall(r"`([\w/]+\.py): ([\w.]+)`", where)
+            + [(None, name) for name in re.findall(r"(?<!: )`(\w+\.\w+)`", where)],
+        )
 
 
 @pytest.mark.parametrize("paper,targets", list(_equation_rows()), ids=lambda x: x if isinstance(x, str) else "")
@@ -40,8 +43,15 @@ def test_every_equation_of_the_paper_is_mapped():
 
 
 def test_document_references_resolve_inside_the_repository():
-    texts = {p: p.read_text() for p in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("pipeline/**/*.py"),
-                                        *ROOT.glob("stages/*.py")]}
+    texts = {
+        p: p.read_text()
+        for p in [
+            ROOT / "README.md",
+            *ROOT.glob("docs/*.md"),
+            *ROOT.glob("pipeline/**/*.py"),
+            *ROOT.glob("stages/*.py"),
+        ]
+    }
     for path, text in texts.items():
         assert "METHOD.md" not in text and "DESIGN.md" not in text and "../shared" not in text, path
         for ref in re.findall(r"\((docs/[\w.-]+\.md)\)|`(docs/[\w.-]+\.md)`", text):

@@ -56,11 +56,15 @@ def repo(tmp_path_factory):
 
 def test_first_run_builds_everything_and_second_run_nothing(repo):
     path, first = repo
-    assert {"prepare@synthetic", "masks@synthetic", "encode@synthetic", "heads@synthetic-coop-1", "report"} <= ran(first)
+    assert {"prepare@synthetic", "masks@synthetic", "encode@synthetic", "heads@synthetic-coop-1", "report"} <= ran(
+        first
+    )
     metrics = json.loads((path / "data/metrics/synthetic/coop/seed1.json").read_text())
     assert {"clip.hm", "backbone.hm", "fvgpt.hm"} <= set(metrics)
     assert (path / "reports/results/base_to_new.md").read_text().count("| synthetic |") == 2
-    assert ran(sh(path, "dvc", "repro")) == {"inputs@synthetic"}  # always runs (a stat of the dataset); nothing after it
+    assert ran(sh(path, "dvc", "repro")) == {
+        "inputs@synthetic"
+    }  # always runs (a stat of the dataset); nothing after it
 
 
 def _changed_stages(repo: Path) -> set[str]:
@@ -103,8 +107,14 @@ def test_heads_param_reruns_only_heads_evaluate_report(repo):
     path, _ = repo
     set_param(path, "heads", "lambda_d", 1.0)
     out = sh(path, "dvc", "repro")
-    assert ran(out) == {"inputs@synthetic", "heads@synthetic-zsclip-1", "heads@synthetic-coop-1", "evaluate@synthetic-zsclip-1",
-                        "evaluate@synthetic-coop-1", "report"}
+    assert ran(out) == {
+        "inputs@synthetic",
+        "heads@synthetic-zsclip-1",
+        "heads@synthetic-coop-1",
+        "evaluate@synthetic-zsclip-1",
+        "evaluate@synthetic-coop-1",
+        "report",
+    }
     sh(path, "git", "commit", "-qam", "lambda_d 1")
 
 

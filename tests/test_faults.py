@@ -29,8 +29,8 @@ from PIL import Image
 
 from pipeline.datasets import load_dataset
 from pipeline.datasets.fewshot import FewShotPickleError, select_fewshot
-from pipeline.features.run_features import RunFeatures
 from pipeline.features.encoded import EncodedViews, FeatureFileError, NonFiniteFeaturesError, encode_views
+from pipeline.features.run_features import RunFeatures
 from pipeline.images import ImageReadError, load_rgb
 from pipeline.manifest import read_prepared
 from pipeline.masks import MaskRequest
@@ -90,9 +90,15 @@ def _one_per_class(Datum, data, split="train"):
     return [Datum(f"/home/author/DATA/oxford_pets/{it.impath}", it.label, it.classname) for it in firsts.values()]
 
 
-@pytest.mark.parametrize("target,arg", [(eval, "__import__('pathlib').Path('PWNED').touch()"),
-                                        (exec, "import pathlib; pathlib.Path('PWNED').touch()"),
-                                        (__import__, "os"), (getattr, "x")])
+@pytest.mark.parametrize(
+    "target,arg",
+    [
+        (eval, "__import__('pathlib').Path('PWNED').touch()"),
+        (exec, "import pathlib; pathlib.Path('PWNED').touch()"),
+        (__import__, "os"),
+        (getattr, "x"),
+    ],
+)
 def test_malicious_fewshot_pickle_is_refused_and_runs_nothing(pets, monkeypatch, tmp_path, target, arg):
     monkeypatch.chdir(tmp_path)
     path = _write_fewshot_pickle(pets.root, {"train": [_Exploit(target, arg)], "val": []})
@@ -124,7 +130,9 @@ def test_empty_or_partial_selection_is_refused(pets, monkeypatch):
     _write_fewshot_pickle(pets.root, {"train": [], "val": []})
     with pytest.raises(FewShotPickleError, match="train selection is empty"):
         select_fewshot(pets, 1, 1)
-    _write_fewshot_pickle(pets.root, {"train": _one_per_class(Datum, pets)[:2], "val": _one_per_class(Datum, pets, "val")})
+    _write_fewshot_pickle(
+        pets.root, {"train": _one_per_class(Datum, pets)[:2], "val": _one_per_class(Datum, pets, "val")}
+    )
     with pytest.raises(FewShotPickleError, match=r"no image of 1 classes, e.g. \['breed_2'\]"):
         select_fewshot(pets, 1, 1)
     _write_fewshot_pickle(pets.root, ["not", "a", "selection"])
@@ -163,8 +171,20 @@ def _ramp_image(mode: str) -> Image.Image:
     return grey
 
 
-@pytest.mark.parametrize("mode,suffix", [("1", ".png"), ("L", ".png"), ("LA", ".png"), ("P", ".png"), ("RGBA", ".png"),
-                                         ("CMYK", ".tif"), ("I;16", ".png"), ("I", ".tif"), ("F", ".tif")])
+@pytest.mark.parametrize(
+    "mode,suffix",
+    [
+        ("1", ".png"),
+        ("L", ".png"),
+        ("LA", ".png"),
+        ("P", ".png"),
+        ("RGBA", ".png"),
+        ("CMYK", ".tif"),
+        ("I;16", ".png"),
+        ("I", ".tif"),
+        ("F", ".tif"),
+    ],
+)
 def test_every_image_mode_reads_as_its_picture(tmp_path, mode, suffix):
     path = tmp_path / f"img{suffix}"
     _ramp_image(mode).save(path)
@@ -216,8 +236,10 @@ def _mask_requests(root, n=4):
     return [MaskRequest(str(root), f"img/{i}.png", "c") for i in range(n)]
 
 
-@pytest.mark.parametrize("name,cfg,message", [("nope", {}, "unknown segmenter 'nope'"),
-                                              ("seem", {}, "masks.seem.checkpoint and masks.seem.config must be set")])
+@pytest.mark.parametrize(
+    "name,cfg,message",
+    [("nope", {}, "unknown segmenter 'nope'"), ("seem", {}, "masks.seem.checkpoint and masks.seem.config must be set")],
+)
 def test_segmenter_that_cannot_be_built_fails_at_once_with_workers(tmp_path, name, cfg, message):
     writer = MaskStoreWriter(tmp_path / "m.h5", 8, {"fingerprint": "x"})
     with deadline(20), pytest.raises((KeyError, ValueError), match=message):
@@ -291,9 +313,18 @@ def project(tmp_path_factory):
 
 
 # Smaller still than the other stage tests (one test image per class, no IoU comparison): encode runs often here.
-TINY = {"heads.epochs": 1, "masks.compare": [],
-        "prepare.synthetic": {"image_size": 32, "train_per_class": 4, "val_per_class": 1, "test_per_class": 1,
-                              "n_shapes": 2, "n_colours": 3}}
+TINY = {
+    "heads.epochs": 1,
+    "masks.compare": [],
+    "prepare.synthetic": {
+        "image_size": 32,
+        "train_per_class": 4,
+        "val_per_class": 1,
+        "test_per_class": 1,
+        "n_shapes": 2,
+        "n_colours": 3,
+    },
+}
 DUMP = "data/features/synthetic/zsclip/seed1.h5"
 ENCODED = "data/encoded/synthetic.h5"
 MASKS = "data/masks/synthetic.h5"
@@ -318,8 +349,15 @@ def _set_nan(path, key, index):
         f[key][...] = values
 
 
-@pytest.mark.parametrize("key,index,rows", [("text/backbone", (0, 3), "1 of 6 rows"), ("test/feat", (4, 0), "1 of 6 rows"),
-                                            ("train/feat_fg", (1, 2, 5), "1 of 6 rows"), ("train/area", (0, 1), "1 of 6 rows")])
+@pytest.mark.parametrize(
+    "key,index,rows",
+    [
+        ("text/backbone", (0, 3), "1 of 6 rows"),
+        ("test/feat", (4, 0), "1 of 6 rows"),
+        ("train/feat_fg", (1, 2, 5), "1 of 6 rows"),
+        ("train/area", (0, 1), "1 of 6 rows"),
+    ],
+)
 def test_nan_in_a_feature_file_is_refused_naming_dataset_and_rows(copy_of, key, index, rows):
     path = copy_of(DUMP)
     _set_nan(path, key, index)
@@ -354,8 +392,10 @@ def _flip_a_byte(path, key):
         fh.write(bytes([byte ^ 0x01]))
 
 
-@pytest.mark.parametrize("rel,key,reader", [(DUMP, "test/feat", "features"), (DUMP, "text/backbone", "features"),
-                                            (ENCODED, "train/feat_full", "encode")])
+@pytest.mark.parametrize(
+    "rel,key,reader",
+    [(DUMP, "test/feat", "features"), (DUMP, "text/backbone", "features"), (ENCODED, "train/feat_full", "encode")],
+)
 def test_flipped_byte_fails_the_checksum(copy_of, rel, key, reader):
     path = copy_of(rel)
     _flip_a_byte(path, key)
@@ -376,7 +416,9 @@ def test_truncated_file_names_itself_and_the_stage(copy_of, rel):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     reader = {DUMP: RunFeatures, ENCODED: EncodedViews, MASKS: MaskStore}[rel]
     stage = {DUMP: "features", ENCODED: "encode", MASKS: "masks"}[rel]
-    with pytest.raises((FeatureFileError, MaskStoreError), match=rf"{path.name} is not a readable .*re-run the {stage} stage"):
+    with pytest.raises(
+        (FeatureFileError, MaskStoreError), match=rf"{path.name} is not a readable .*re-run the {stage} stage"
+    ):
         reader(path)
 
 
@@ -394,8 +436,12 @@ def test_encoder_nan_is_never_committed(project, tmp_path):
         out = torch.nn.functional.normalize(clip.model.encode_image(x), dim=-1)
         return out * float("nan") if len(calls) == 2 else out
 
-    with pytest.raises(NonFiniteFeaturesError, match=r"a\.h5\.partial: the image encoder gave NaN or inf for 2 of 2 train"):
-        encode_views(tmp_path / "a.h5", train, test, nan_on_second_batch, 32, {"fingerprint": "f"}, "float32", batch_images=2)
+    with pytest.raises(
+        NonFiniteFeaturesError, match=r"a\.h5\.partial: the image encoder gave NaN or inf for 2 of 2 train"
+    ):
+        encode_views(
+            tmp_path / "a.h5", train, test, nan_on_second_batch, 32, {"fingerprint": "f"}, "float32", batch_images=2
+        )
     assert not (tmp_path / "a.h5").exists()
     with h5py.File(tmp_path / "a.h5.partial") as f:
         assert f.attrs["done_train"] == 2 and np.isfinite(f["train/feat_full"][:, :2]).all()
@@ -422,9 +468,14 @@ def test_run_features_with_nan_text_features_are_never_written(project, tmp_path
 
     dump = RunFeatures(project / DUMP)
     with h5py.File(project / DUMP) as f:
-        arrays = {k: f[k][:] for k in ("train/feat_full", "train/area", "test/feat", "test/area", "test/has_fg", "text/backbone")}
+        arrays = {
+            k: f[k][:]
+            for k in ("train/feat_full", "train/area", "test/feat", "test/area", "test/has_fg", "text/backbone")
+        }
     arrays["text/backbone"][2, 0] = np.inf
-    with pytest.raises(NonFiniteFeaturesError, match=r"out\.h5: non-finite .* in text/backbone \(1 of 6 rows\); nothing was written"):
+    with pytest.raises(
+        NonFiniteFeaturesError, match=r"out\.h5: non-finite .* in text/backbone \(1 of 6 rows\); nothing was written"
+    ):
         write_run_features(tmp_path / "out.h5", arrays, dict(dump.attrs))
     assert not list(tmp_path.iterdir())
 
@@ -596,7 +647,9 @@ def test_encode_partial_of_other_images_is_not_resumed(project, tmp_path):
         return encode(x)
 
     with pytest.raises(KeyboardInterrupt):
-        encode_views(tmp_path / "a.h5", train, test, dies_after_first_batch, 32, {"fingerprint": "f"}, "float32", batch_images=2)
+        encode_views(
+            tmp_path / "a.h5", train, test, dies_after_first_batch, 32, {"fingerprint": "f"}, "float32", batch_images=2
+        )
     train.impaths.reverse()  # same count, same settings, other order: the committed rows are other images
     stats = encode_views(tmp_path / "a.h5", train, test, encode, 32, {"fingerprint": "f"}, "float32", batch_images=2)
     assert stats.images == len(train) + len(test)  # nothing kept: every row holds the image its path names
@@ -652,7 +705,9 @@ def test_kill_9_during_features_leaves_no_half_file(project, scratch):
     from stages import features
 
     out = Path(DUMP)
-    kill_9_during("from stages import features; features.run('synthetic', 'zsclip', 1)", """
+    kill_9_during(
+        "from stages import features; features.run('synthetic', 'zsclip', 1)",
+        """
 import h5py
 real, made = h5py.Group.create_dataset, []
 def dying(self, *a, **k):
@@ -661,7 +716,8 @@ def dying(self, *a, **k):
         kill()
     return real(self, *a, **k)
 h5py.Group.create_dataset = dying
-""")
+""",
+    )
     assert not out.exists() and out.with_name(out.name + ".partial").exists()
     features.run("synthetic", "zsclip", 1)
     assert_same_content(project / DUMP, out)  # the same as the feature file built without a kill
@@ -686,13 +742,20 @@ def _write_checkpoint(path, kind: str) -> None:
         torch.save({"state_dict": {}, "payload": _Exploit(os.system, "touch PWNED")}, path)
 
 
-@pytest.mark.parametrize("kind,suffix,message", [
-    ("text", ".pt", r"is not a readable PyTorch checkpoint \(.*\); it may be truncated or another kind of file"),
-    ("empty", ".pt", r"is not a readable PyTorch checkpoint"),
-    ("truncated", ".pt", r"is not a readable PyTorch checkpoint"),
-    ("junk_safetensors", ".safetensors", r"is not a readable safetensors file"),
-    ("code", ".pt", r"is not a plain weights file: it pickles the Python object (posix|nt)\.system, which would run code"),
-])
+@pytest.mark.parametrize(
+    "kind,suffix,message",
+    [
+        ("text", ".pt", r"is not a readable PyTorch checkpoint \(.*\); it may be truncated or another kind of file"),
+        ("empty", ".pt", r"is not a readable PyTorch checkpoint"),
+        ("truncated", ".pt", r"is not a readable PyTorch checkpoint"),
+        ("junk_safetensors", ".safetensors", r"is not a readable safetensors file"),
+        (
+            "code",
+            ".pt",
+            r"is not a plain weights file: it pickles the Python object (posix|nt)\.system, which would run code",
+        ),
+    ],
+)
 def test_bad_clip_checkpoint_names_itself_and_why(tmp_path, monkeypatch, kind, suffix, message):
     from pipeline.models import CheckpointError
 
@@ -717,7 +780,9 @@ def test_bad_backbone_and_heads_weights_name_the_stage_to_rerun(project, tmp_pat
     heads.mkdir()
     (heads / "config.json").write_text(json.dumps({"config": {}}))
     _write_checkpoint(heads / "heads.pt", kind)
-    with pytest.raises(CheckpointError, match=r"heads\.pt .*re-run the heads stage|heads\.pt is not a plain weights file"):
+    with pytest.raises(
+        CheckpointError, match=r"heads\.pt .*re-run the heads stage|heads\.pt is not a plain weights file"
+    ):
         load_heads(heads, 32, 100.0)
     assert not (tmp_path / "PWNED").exists()
 
@@ -736,7 +801,9 @@ def read_only(folder: Path):
         finally:
             folder.chmod(0o755)
         return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
+    ).returncode:
         pytest.skip("running as root without permission to mount a read-only folder")
     try:
         yield
@@ -748,7 +815,9 @@ def test_read_only_output_fails_before_any_work(tmp_path):
     from pipeline.atomic import OutputWriteError, atomic_path
 
     with read_only(tmp_path / "out"):
-        with pytest.raises(OutputWriteError, match=rf"cannot write {tmp_path}/out: {tmp_path}/out is not writable .*make it writable"):
+        with pytest.raises(
+            OutputWriteError, match=rf"cannot write {tmp_path}/out: {tmp_path}/out is not writable .*make it writable"
+        ):
             with atomic_path(tmp_path / "out" / "x.json"):
                 raise AssertionError("the body ran")
 
@@ -760,8 +829,13 @@ def test_a_failed_read_is_not_blamed_on_the_output_folder(tmp_path):
     with pytest.raises(PermissionError) as caught, atomic_path(tmp_path / "out" / "x.json"):
         raise unreadable_input
     assert caught.value is unreadable_input and not isinstance(caught.value, OutputWriteError)
-    assert write_failure(tmp_path / "x.json", ImageReadError("cannot read image a.png: [Errno 13] Permission denied")) is None
-    assert write_failure(tmp_path / "x.json", PermissionError(13, "Permission denied", str(tmp_path / "x.json.partial")))
+    assert (
+        write_failure(tmp_path / "x.json", ImageReadError("cannot read image a.png: [Errno 13] Permission denied"))
+        is None
+    )
+    assert write_failure(
+        tmp_path / "x.json", PermissionError(13, "Permission denied", str(tmp_path / "x.json.partial"))
+    )
 
 
 def test_heads_stage_checks_its_output_folder_before_training(scratch, monkeypatch):
@@ -787,12 +861,20 @@ def test_full_disk_during_encode_is_one_line_and_a_clean_exit(scratch):
 
     Path(ENCODED).unlink()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "stages.cli", "encode", "synthetic"], env=env, capture_output=True,
-                          text=True, timeout=120, preexec_fn=_limit_file_size)
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.cli", "encode", "synthetic"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limit_file_size,
+    )
     assert done.returncode == 1, done.stderr[-2000:]  # not -11: no crash in HDF5's exit handler
     errors = [line for line in done.stderr.splitlines() if not line.startswith("WARNING:root")]
-    assert errors == ["fvgpt encode: error: cannot write data/encoded/synthetic.h5.partial: the file size limit is reached; "
-                      "free space on data/encoded and re-run (a resumable stage keeps what it finished)"]
+    assert errors == [
+        "fvgpt encode: error: cannot write data/encoded/synthetic.h5.partial: the file size limit is reached; "
+        "free space on data/encoded and re-run (a resumable stage keeps what it finished)"
+    ]
     encode.run("synthetic")  # room again: it resumes and finishes (that a resume equals a fresh run is tested above)
     assert EncodedViews(ENCODED).train_paths
 
@@ -805,8 +887,10 @@ def test_cli_reports_a_bad_setting_in_one_line(scratch):
     write_params(scratch, **TINY, **{"masks.segmenter": "nope"})
     result = CliRunner().invoke(app, ["masks", "synthetic"])
     assert result.exit_code == 1
-    assert result.stderr.strip() == ("fvgpt masks: error: params.yaml: masks.segmenter: unknown segmenter 'nope'; "
-                                     "known: center, grabcut, precomputed, groundtruth, seem")
+    assert result.stderr.strip() == (
+        "fvgpt masks: error: params.yaml: masks.segmenter: unknown segmenter 'nope'; "
+        "known: center, grabcut, precomputed, groundtruth, seem"
+    )
 
 
 # --- datasets: prepare refuses what later stages cannot run on, saying what and how to fix it ----------------------
@@ -827,21 +911,34 @@ def _prepare(tmp_path, data_root: Path, shots=2):
 
     from stages.cli import app
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seeds": [1], "prepare": {
-        "shots": shots, "roots": {"imagefolder": str(data_root)}}}))
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"seeds": [1], "prepare": {"shots": shots, "roots": {"imagefolder": str(data_root)}}})
+    )
     return CliRunner().invoke(app, ["prepare", "imagefolder"])
 
 
-@pytest.mark.parametrize("case,message", [
-    ("fine", None),
-    ("no_training_images", r"1 classes have no training image, e\.g\. \['c'\]; add training images or remove the class"),
-    ("one_class", r"1 class found, but base-to-new needs at least 2 \(one base, one new\); add classes"),
-    ("same_name", r"'a b' and 'a_b' both name the class 'a b'.*rename one of each"),
-    ("not_an_image", r"1 listed files are not images \(by their extension\), e\.g\. \['train/a/notes\.txt'\]; move them out"),
-    ("stray_file", r"train must hold only class folders, but has 1 files, e\.g\. \['README\.txt'\]; move them elsewhere"),
-    ("no_new_test_image", r"no test image of any new class; add test images"),
-    ("zero_shots", r"prepare\.shots must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("fine", None),
+        (
+            "no_training_images",
+            r"1 classes have no training image, e\.g\. \['c'\]; add training images or remove the class",
+        ),
+        ("one_class", r"1 class found, but base-to-new needs at least 2 \(one base, one new\); add classes"),
+        ("same_name", r"'a b' and 'a_b' both name the class 'a b'.*rename one of each"),
+        (
+            "not_an_image",
+            r"1 listed files are not images \(by their extension\), e\.g\. \['train/a/notes\.txt'\]; move them out",
+        ),
+        (
+            "stray_file",
+            r"train must hold only class folders, but has 1 files, e\.g\. \['README\.txt'\]; move them elsewhere",
+        ),
+        ("no_new_test_image", r"no test image of any new class; add test images"),
+        ("zero_shots", r"prepare\.shots must be at least 1, got 0"),
+    ],
+)
 def test_prepare_refuses_a_degenerate_dataset_in_one_line(tmp_path, monkeypatch, case, message):
     monkeypatch.chdir(tmp_path)
     root = _image_folder(tmp_path / "ds", {"a": 2, "b": 2, "c": 0 if case == "no_training_images" else 2})
@@ -896,7 +993,9 @@ def test_masks_stage_reports_stretched_masks(scratch, capsys):
     masks.run("synthetic")
     quality = json.loads(Path("data/masks/synthetic.report/quality.json").read_text())
     assert quality["stretched"] == 1
-    assert f"warning: 1 of {quality['images']} masks have another aspect ratio than their image" in capsys.readouterr().out
+    assert (
+        f"warning: 1 of {quality['images']} masks have another aspect ratio than their image" in capsys.readouterr().out
+    )
 
 
 # --- external inputs: a changed dataset folder changes its fingerprint (and so what DVC re-runs) -------------------
@@ -913,9 +1012,11 @@ def test_dataset_fingerprint_follows_every_file_change(tmp_path, monkeypatch):
     assert fingerprint() == first
     seen = {first["digest"]}
     image = root / "train" / "a" / "0.png"
-    for change in (lambda: os.utime(image, ns=(0, image.stat().st_mtime_ns + 1)),  # replaced or edited in place
-                   lambda: shutil.copy(image, root / "train" / "a" / "9.png"),  # added
-                   lambda: (root / "train" / "b" / "1.png").unlink()):  # removed
+    for change in (
+        lambda: os.utime(image, ns=(0, image.stat().st_mtime_ns + 1)),  # replaced or edited in place
+        lambda: shutil.copy(image, root / "train" / "a" / "9.png"),  # added
+        lambda: (root / "train" / "b" / "1.png").unlink(),
+    ):  # removed
         change()
         digest = fingerprint()["digest"]
         assert digest not in seen

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.features.run_features import RunFeatures
 from pipeline.config import EncodeConfig
-from pipeline.features.views_dataset import view_sets
 from pipeline.features.encoded import EncodedViews, FeatureFileError, encode_views
+from pipeline.features.run_features import RunFeatures
+from pipeline.features.views_dataset import view_sets
 from pipeline.images import load_rgb
-from pipeline.masks.store import MaskStore
 from pipeline.manifest import read_prepared
+from pipeline.masks.store import MaskStore
 from pipeline.models import load_clip
 from pipeline.views import train_view, view_rng
 from stages import backbone, encode, features, masks, prepare
@@ -97,8 +97,8 @@ def test_foreground_view_is_the_masked_image(in_project):
     image = load_rgb(prep.root / path)
     x, fg, area = train_view(image, store.mask(path), view_rng(0, 1, path), 32, clip.mean, clip.std, "mean")
     # direct computation: resize the stored mask, crop it with the same geometry, zero the background
-    from torchvision.transforms import functional as TF
     from PIL import Image
+    from torchvision.transforms import functional as TF
 
     rng = view_rng(0, 1, path)
     from pipeline.views import sample_crop
@@ -121,7 +121,9 @@ def test_foreground_view_is_the_masked_image(in_project):
 def _views(in_project):
     prep = read_prepared("data/prepared/synthetic")
     clip = load_clip("fvgpt-test-rn", "")
-    train, test = view_sets(prep, MaskStore("data/masks/synthetic.h5"), [1], EncodeConfig(views=2), 32, clip.mean, clip.std)
+    train, test = view_sets(
+        prep, MaskStore("data/masks/synthetic.h5"), [1], EncodeConfig(views=2), 32, clip.mean, clip.std
+    )
     return clip, train, test
 
 
@@ -140,8 +142,16 @@ def test_resume_after_interruption_and_bitwise_repeatable(in_project, tmp_path):
         encode_views(tmp_path / "a.h5", train, test, dies, 32, {"fingerprint": "f"}, "float32", batch_images=2)
     assert not (tmp_path / "a.h5").exists() and (tmp_path / "a.h5.partial").exists()
     done = []
-    stats = encode_views(tmp_path / "a.h5", train, test, lambda x: (done.append(len(x)), enc_fn(x))[1], 32,
-                         {"fingerprint": "f"}, "float32", batch_images=2)
+    stats = encode_views(
+        tmp_path / "a.h5",
+        train,
+        test,
+        lambda x: (done.append(len(x)), enc_fn(x))[1],
+        32,
+        {"fingerprint": "f"},
+        "float32",
+        batch_images=2,
+    )
     assert stats.images == len(train) + len(test) - 4  # the two committed batches of 2 images were kept
     encode_views(tmp_path / "b.h5", train, test, enc_fn, 32, {"fingerprint": "f"}, "float32", batch_images=2)
     a, b = EncodedViews(tmp_path / "a.h5"), EncodedViews(tmp_path / "b.h5")

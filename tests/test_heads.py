@@ -27,13 +27,32 @@ def make_features(path, d=16, n_cls=6, shots=4, views=3, m_test=24, seed=0, text
     fg = norm(proto[label][None] + rng.normal(scale=0.7, size=(views, len(label), d)))
     test_label = rng.integers(0, n_cls, m_test)
     test = norm(proto[test_label] + rng.normal(scale=1.5, size=(m_test, d)))
-    arrays = {"train/feat_full": full, "train/feat_fg": fg, "train/area": rng.uniform(0.01, 0.9, (views, len(label))),
-              "train/label": label, "test/feat": test, "test/feat_fg": norm(proto[test_label] + rng.normal(size=(m_test, d))),
-              "test/area": rng.uniform(0.1, 0.9, m_test), "test/has_fg": np.ones(m_test, bool), "test/label": test_label,
-              "test/subset": (test_label >= len(base)).astype(np.int64), "text/backbone": norm(proto + rng.normal(scale=text_noise, size=proto.shape)),
-              "text/clip": norm(proto + rng.normal(scale=clip_noise, size=proto.shape))}
-    write_run_features(path, arrays, {"classnames": [f"c{i}" for i in range(n_cls)], "base": base, "new": new, "logit_scale": 20.0,
-                              "shares_clip_image": True}, dtype="float32")
+    arrays = {
+        "train/feat_full": full,
+        "train/feat_fg": fg,
+        "train/area": rng.uniform(0.01, 0.9, (views, len(label))),
+        "train/label": label,
+        "test/feat": test,
+        "test/feat_fg": norm(proto[test_label] + rng.normal(size=(m_test, d))),
+        "test/area": rng.uniform(0.1, 0.9, m_test),
+        "test/has_fg": np.ones(m_test, bool),
+        "test/label": test_label,
+        "test/subset": (test_label >= len(base)).astype(np.int64),
+        "text/backbone": norm(proto + rng.normal(scale=text_noise, size=proto.shape)),
+        "text/clip": norm(proto + rng.normal(scale=clip_noise, size=proto.shape)),
+    }
+    write_run_features(
+        path,
+        arrays,
+        {
+            "classnames": [f"c{i}" for i in range(n_cls)],
+            "base": base,
+            "new": new,
+            "logit_scale": 20.0,
+            "shares_clip_image": True,
+        },
+        dtype="float32",
+    )
     return RunFeatures(path)
 
 
@@ -68,7 +87,10 @@ def test_frg_target_rule():
     y = torch.zeros(2, 1, dtype=torch.long)
     trusted = torch.tensor([[True], [False]])
     assert frg_target(z_full, z_fg, y, torch.tensor([[0.0], [0.0]]), trusted).tolist() == [[1.0], [0.0]]
-    assert frg_target(z_full, z_fg, y, torch.tensor([[1.0], [1.0]]), torch.ones(2, 1, dtype=torch.bool)).tolist() == [[0.0], [0.0]]
+    assert frg_target(z_full, z_fg, y, torch.tensor([[1.0], [1.0]]), torch.ones(2, 1, dtype=torch.bool)).tolist() == [
+        [0.0],
+        [0.0],
+    ]
 
 
 def test_kl_matches_torch():
@@ -128,12 +150,24 @@ def test_stacking_equals_training_alone_for_every_field(feats, field):
             assert got == pytest.approx(want, abs=1e-4), (field, i)
     # the change matters, so a member trained with the other's setting would be caught
     sa, sb = member_state(alone[0][0], 0), member_state(alone[1][0], 0)
-    assert sa.keys() != sb.keys() or any(sa[n].shape != sb[n].shape or not torch.allclose(sa[n], sb[n]) for n in sa), field
+    assert sa.keys() != sb.keys() or any(sa[n].shape != sb[n].shape or not torch.allclose(sa[n], sb[n]) for n in sa), (
+        field
+    )
 
 
-@pytest.mark.parametrize("change", [dict(adapters="visual"), dict(adapter_hidden=16), dict(adapter_init=0.1),
-                                    dict(frg_indicators=("cosine", "area")), dict(frg=False), dict(fdc=False),
-                                    dict(lambda_d=1.0), dict(losses=("fdc_ce", "fdc_dist", "pc_ce", "pc_kl"))])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(adapters="visual"),
+        dict(adapter_hidden=16),
+        dict(adapter_init=0.1),
+        dict(frg_indicators=("cosine", "area")),
+        dict(frg=False),
+        dict(fdc=False),
+        dict(lambda_d=1.0),
+        dict(losses=("fdc_ce", "fdc_dist", "pc_ce", "pc_kl")),
+    ],
+)
 def test_new_branch_is_independent_of_fdc_and_frg(feats, change):
     full, _ = train_heads(feats, [TRAINING])
     other, _ = train_heads(feats, [TRAINING.with_(**change)])
@@ -156,8 +190,11 @@ def test_training_improves_base_accuracy_and_losses_fall(tmp_path):
 
 def test_module_switches_route_the_branches(tmp_path):
     feats = disagreeing_features(tmp_path)
-    cfgs = [HeadsConfig(epochs=6, seed=1), HeadsConfig(epochs=6, fdc=False, frg=False, seed=1),
-            HeadsConfig(epochs=6, pc=False, seed=1)]
+    cfgs = [
+        HeadsConfig(epochs=6, seed=1),
+        HeadsConfig(epochs=6, fdc=False, frg=False, seed=1),
+        HeadsConfig(epochs=6, pc=False, seed=1),
+    ]
     model, _ = train_heads(feats, cfgs)
     m = evaluate(model, feats)
     # the branches give different accuracies on this data, so routing errors show
@@ -220,5 +257,9 @@ def test_sweep_stacked_equals_sequential(tmp_path):
     assert a["fvgpt.base"].nunique() > 1 and a["fvgpt.new"].nunique() > 1
     assert (a.loc["(1) FDC", "fvgpt.base"] != a.loc["(1) FDC", "backbone.base"]).all()
     assert (a.loc["(2) PC", "fvgpt.base"] == a.loc["(2) PC", "backbone.base"]).all()
-    assert list(grid_rows("lambda_d=1,10 frg=true,false")) == ["lambda_d=1 frg=True", "lambda_d=1 frg=False",
-                                                               "lambda_d=10 frg=True", "lambda_d=10 frg=False"]
+    assert list(grid_rows("lambda_d=1,10 frg=true,false")) == [
+        "lambda_d=1 frg=True",
+        "lambda_d=1 frg=False",
+        "lambda_d=10 frg=True",
+        "lambda_d=10 frg=False",
+    ]

@@ -27,8 +27,15 @@ def test_indicators_by_hand():
 def _batch(k=1, b=3, c=4, d=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     unit = lambda *s: F.normalize(torch.randn(*s, generator=g), dim=-1)  # noqa: E731
-    return dict(f_full=unit(k, b, d), f_fg=unit(k, b, d), f_clip=unit(k, b, d), area=torch.full((k, b), 0.5),
-                y=torch.randint(0, c, (k, b), generator=g), g=unit(c, d), g_clip=unit(c, d))
+    return dict(
+        f_full=unit(k, b, d),
+        f_fg=unit(k, b, d),
+        f_clip=unit(k, b, d),
+        area=torch.full((k, b), 0.5),
+        y=torch.randint(0, c, (k, b), generator=g),
+        g=unit(c, d),
+        g_clip=unit(c, d),
+    )
 
 
 def test_each_loss_matches_an_independent_formula():
@@ -92,7 +99,7 @@ def test_switches_change_only_their_terms():
     x = _batch(seed=3)
     ref = FVGPTHeads([HeadsConfig()], 8, 10.0).losses(**x)[1]
     for loss in LOSSES:
-        parts = FVGPTHeads([HeadsConfig(losses=tuple(l for l in LOSSES if l != loss))], 8, 10.0).losses(**x)[1]
+        parts = FVGPTHeads([HeadsConfig(losses=tuple(x for x in LOSSES if x != loss))], 8, 10.0).losses(**x)[1]
         assert parts[loss].item() == 0.0
         for other in LOSSES:
             if other != loss:

@@ -8,11 +8,11 @@ import pytest
 import yaml
 from PIL import Image
 
+from pipeline.atomic import partial_path
 from pipeline.masks import MaskRequest, MissingMaskError, create_segmenter
 from pipeline.masks.quality import iou
 from pipeline.masks.segment_all import segment_all
 from pipeline.masks.store import EMPTY, FULL, MISSING, MaskStore, MaskStoreWriter, resize_shorter
-from pipeline.atomic import partial_path
 
 
 def _scene(path, h=40, w=60, box=(6, 26, 8, 34)):
@@ -20,7 +20,7 @@ def _scene(path, h=40, w=60, box=(6, 26, 8, 34)):
     rng = np.random.default_rng(0)
     img = np.clip(rng.normal(128, 10, (h, w, 3)), 0, 255).astype(np.uint8)
     mask = np.zeros((h, w), bool)
-    mask[box[0]:box[1], box[2]:box[3]] = True
+    mask[box[0] : box[1], box[2] : box[3]] = True
     img[mask] = (30, 60, 220)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(path)
@@ -50,19 +50,23 @@ def test_precomputed_both_layouts_and_resize(tmp_path):
     # a release that keeps the image folder and stores PNGs elsewhere
     (tmp_path / "seg" / "images" / "cls").mkdir(parents=True)
     Image.fromarray(truth.astype(np.uint8)).save(tmp_path / "seg" / "images" / "cls" / "a.png")
-    other = create_segmenter("precomputed", mask_dir="seg", image_dir="images", strip_image_dir=False, extension=".png",
-                             threshold=0)  # 0/1 label files
+    other = create_segmenter(
+        "precomputed", mask_dir="seg", image_dir="images", strip_image_dir=False, extension=".png", threshold=0
+    )  # 0/1 label files
     assert iou(other.segment(image, req), truth) == 1.0
     with pytest.raises(MissingMaskError):
         authors.segment(image, MaskRequest(str(tmp_path), "images/cls/b.jpg", "cls"))
 
 
-@pytest.mark.parametrize("mode,values,expect", [
-    ("L", [0, 100, 127, 128, 255], [0, 0, 0, 1, 1]),
-    ("F", [0.0, 0.3, 0.5, 0.7, 1.0], [0, 0, 0, 1, 1]),
-    ("I;16", [0, 20000, 32767, 40000, 65535], [0, 0, 0, 1, 1]),
-    ("1", [0, 1, 0, 1, 1], [0, 1, 0, 1, 1]),
-])
+@pytest.mark.parametrize(
+    "mode,values,expect",
+    [
+        ("L", [0, 100, 127, 128, 255], [0, 0, 0, 1, 1]),
+        ("F", [0.0, 0.3, 0.5, 0.7, 1.0], [0, 0, 0, 1, 1]),
+        ("I;16", [0, 20000, 32767, 40000, 65535], [0, 0, 0, 1, 1]),
+        ("1", [0, 1, 0, 1, 1], [0, 1, 0, 1, 1]),
+    ],
+)
 def test_masks_binarise_at_half_their_range(mode, values, expect):
     from pipeline.masks.precomputed import binarise
 
@@ -75,7 +79,9 @@ def test_masks_binarise_at_half_their_range(mode, values, expect):
 
 def test_groundtruth_only_on_synthetic(tmp_path):
     with pytest.raises(ValueError, match="synthetic"):
-        create_segmenter("groundtruth").segment(np.zeros((4, 4, 3), np.uint8), MaskRequest(str(tmp_path), "x.png", "c", "dtd"))
+        create_segmenter("groundtruth").segment(
+            np.zeros((4, 4, 3), np.uint8), MaskRequest(str(tmp_path), "x.png", "c", "dtd")
+        )
 
 
 def test_seem_adapter_with_a_fake_seem(monkeypatch):
@@ -104,9 +110,11 @@ def test_seem_adapter_with_a_fake_seem(monkeypatch):
         def to(self, device):
             return self
 
-    mods = {"modeling": types.SimpleNamespace(build_model=lambda opt: None),
-            "modeling.BaseModel": types.SimpleNamespace(BaseModel=FakeBase),
-            "utils.arguments": types.SimpleNamespace(load_opt_from_config_files=lambda files: {})}
+    mods = {
+        "modeling": types.SimpleNamespace(build_model=lambda opt: None),
+        "modeling.BaseModel": types.SimpleNamespace(BaseModel=FakeBase),
+        "utils.arguments": types.SimpleNamespace(load_opt_from_config_files=lambda files: {}),
+    }
     for name, mod in mods.items():
         monkeypatch.setitem(sys.modules, name, mod)
     seem = create_segmenter("seem", checkpoint="seem.pt", config="seem.yaml", device="cpu")
@@ -136,8 +144,13 @@ def test_store_roundtrip_flags_and_aspect(tmp_path):
     full, empty = np.ones((40, 60), bool), np.zeros((40, 60), bool)
     part = np.zeros((40, 60), bool)
     part[:, :30] = True
-    w.add_batch([("a", resize_shorter(part, 20), 0.5, 0), ("b", resize_shorter(full, 20), 1.0, FULL),
-                 ("c", resize_shorter(empty, 20), 0.0, EMPTY)])
+    w.add_batch(
+        [
+            ("a", resize_shorter(part, 20), 0.5, 0),
+            ("b", resize_shorter(full, 20), 1.0, FULL),
+            ("c", resize_shorter(empty, 20), 0.0, EMPTY),
+        ]
+    )
     store = MaskStore(w.finish())
     assert store.mask("a").shape == (20, 30) and store.mask("a")[:, :15].all() and not store.mask("a")[:, 15:].any()
     assert store.flag("b") == "full" and store.flag("c") == "empty" and store.area("a") == 0.5
@@ -207,14 +220,19 @@ def test_masks_stage_declares_only_its_own_params(project_root):
     stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]
     assert sorted(stages["masks"]["params"]) == ["masks", "seeds"]
     deps = stages["masks"]["deps"]
-    assert not any(d.startswith(("data/backbones", "data/models", "pipeline/backbones", "pipeline/models")) or d == "pipeline/heads"
-                   for d in deps)
+    assert not any(
+        d.startswith(("data/backbones", "data/models", "pipeline/backbones", "pipeline/models"))
+        or d == "pipeline/heads"
+        for d in deps
+    )
 
 
 def test_segmenter_settings_are_checked_by_name():
     from pipeline.config_reader import ConfigError
 
-    with pytest.raises(ConfigError, match=r"masks\.center\.fractoin: unknown key; did you mean masks\.center\.fraction\?"):
+    with pytest.raises(
+        ConfigError, match=r"masks\.center\.fractoin: unknown key; did you mean masks\.center\.fraction\?"
+    ):
         create_segmenter("center", fractoin=0.3)
     with pytest.raises(ConfigError, match=r"masks\.center\.fraction must be in \(0, 1\]"):
         create_segmenter("center", fraction=1.5)

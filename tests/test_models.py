@@ -41,9 +41,12 @@ def test_plain_state_dict_and_safetensors(tmp_path):
 def test_openai_torchscript_archive(tmp_path):
     # OpenAI's release format: a traced CLIP whose head width is 64, rebuilt with QuickGELU.
     torch.manual_seed(2)
-    model = open_clip.CLIP(embed_dim=32, vision_cfg={"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
-                           text_cfg={"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
-                           quick_gelu=True).eval()
+    model = open_clip.CLIP(
+        embed_dim=32,
+        vision_cfg={"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+        text_cfg={"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
+        quick_gelu=True,
+    ).eval()
     tokens = open_clip.tokenize(["a cat"], context_length=16)
     mask = model._buffers.pop("attn_mask")  # OpenAI's archives hold the causal mask as a constant, not a buffer
     model.attn_mask = mask

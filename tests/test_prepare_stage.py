@@ -11,8 +11,14 @@ TINY = {
     "seeds": [1, 2],
     "prepare": {
         "shots": 2,
-        "synthetic": {"image_size": 32, "train_per_class": 4, "val_per_class": 2, "test_per_class": 2,
-                      "n_shapes": 2, "n_colours": 3},
+        "synthetic": {
+            "image_size": 32,
+            "train_per_class": 4,
+            "val_per_class": 2,
+            "test_per_class": 2,
+            "n_shapes": 2,
+            "n_colours": 3,
+        },
     },
 }
 

@@ -86,8 +86,7 @@ def test_every_imported_project_file_is_a_declared_dependency(stage):
     assert entry.is_file(), f"{stage}: `{spec['cmd']}` has no module {entry.relative_to(ROOT)}"
     deps = [ROOT / d for d in spec.get("deps", []) if isinstance(d, str) and "${" not in d]
     imported = project_files(entry) | project_files(ROOT / "stages" / "cli.py")
-    undeclared = sorted(str(f.relative_to(ROOT)) for f in imported
-                        if not any(f == d or d in f.parents for d in deps))
+    undeclared = sorted(str(f.relative_to(ROOT)) for f in imported if not any(f == d or d in f.parents for d in deps))
     assert not undeclared, f"stage {stage} imports {undeclared} but dvc.yaml does not declare them as deps"
 
 

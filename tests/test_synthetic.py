@@ -6,7 +6,9 @@ from PIL import Image
 from pipeline.datasets import load_dataset
 from pipeline.datasets.synthetic import SyntheticSpec, class_names, generate
 
-SPEC = SyntheticSpec(image_size=32, train_per_class=3, val_per_class=1, test_per_class=2, n_shapes=3, n_colours=2, spurious=1.0)
+SPEC = SyntheticSpec(
+    image_size=32, train_per_class=3, val_per_class=1, test_per_class=2, n_shapes=3, n_colours=2, spurious=1.0
+)
 
 
 def test_deterministic(tmp_path):

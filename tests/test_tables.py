@@ -11,8 +11,13 @@ from pipeline.report.tables import average_over_datasets, base_to_new, markdown
 def _run(dataset, seed, base, new, backbone="coop"):
     row = {"dataset": dataset, "backbone": backbone, "seed": seed}
     for sys, shift in (("clip", -5.0), ("backbone", 0.0), ("fvgpt", 2.0)):
-        row.update({f"{sys}.base": base + shift, f"{sys}.new": new + shift,
-                    f"{sys}.hm": harmonic_mean(base + shift, new + shift)})
+        row.update(
+            {
+                f"{sys}.base": base + shift,
+                f"{sys}.new": new + shift,
+                f"{sys}.hm": harmonic_mean(base + shift, new + shift),
+            }
+        )
     return row
 
 
@@ -37,8 +42,12 @@ def test_average_over_datasets_is_the_hm_of_the_means():
 
 
 def test_sweep_summary_uses_the_same_convention():
-    table = pd.DataFrame([{"config": "x", "seed": s, **{k: v for k, v in _run("a", s, b, n).items() if "." in k},
-                           "gain.hm": 0.0} for s, b, n in ((1, 90.0, 50.0), (2, 50.0, 90.0))])
+    table = pd.DataFrame(
+        [
+            {"config": "x", "seed": s, **{k: v for k, v in _run("a", s, b, n).items() if "." in k}, "gain.hm": 0.0}
+            for s, b, n in ((1, 90.0, 50.0), (2, 50.0, 90.0))
+        ]
+    )
     summary = summarise(table, ["x"])
     assert summary.loc["x", "fvgpt.hm"] == 72.0 and summary.loc["x", "backbone.hm"] == 70.0
     assert summary.loc["x", "gain.hm"] == 2.0

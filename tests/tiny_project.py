@@ -13,13 +13,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_params(**overrides) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.update(datasets=["synthetic"], backbones=["zsclip", "coop"], seeds=[1])
-    params["prepare"].update(shots=2, synthetic={"image_size": 32, "train_per_class": 4, "val_per_class": 1,
-                                                 "test_per_class": 3, "n_shapes": 2, "n_colours": 3})
+    params["prepare"].update(
+        shots=2,
+        synthetic={
+            "image_size": 32,
+            "train_per_class": 4,
+            "val_per_class": 1,
+            "test_per_class": 3,
+            "n_shapes": 2,
+            "n_colours": 3,
+        },
+    )
     params["masks"].update(store_size=16, compare_images=10)
     params["runtime"].update(masks_workers=1, encode_batch_images=4, encode_batch_size=64)
     params["clip"].update(model="fvgpt-test-rn", pretrained="")
-    params["pretrain"].update(model="fvgpt-test-rn", image_size=32, steps=2, batch_size=8, pool_size=16, warmup_steps=1,
-                              eval_per_class=1)
+    params["pretrain"].update(
+        model="fvgpt-test-rn", image_size=32, steps=2, batch_size=8, pool_size=16, warmup_steps=1, eval_per_class=1
+    )
     params["backbone"]["train"].update(epochs=2)
     params["encode"].update(views=2, dtype="float32")
     params["heads"].update(epochs=2)

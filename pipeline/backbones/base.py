@@ -55,7 +55,9 @@ class Backbone(torch.nn.Module):
     def class_features(self, classnames: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, image_features: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]) -> tuple[torch.Tensor, dict]:
+    def loss(
+        self, image_features: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]
+    ) -> tuple[torch.Tensor, dict]:
         text = self.class_features(classnames)
         logits = self.logit_scale * image_features @ text.t()
         ce = F.cross_entropy(logits, labels)

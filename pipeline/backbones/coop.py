@@ -21,19 +21,27 @@ class CoOp(Backbone):
 
     @dataclass(frozen=True)
     class Settings:
-        n_ctx: int = 4                      # context vectors (with ctx_init: the phrase's word count)
-        ctx_init: str = ""                  # "" = random N(0, init_std^2) init
+        n_ctx: int = 4  # context vectors (with ctx_init: the phrase's word count)
+        ctx_init: str = ""  # "" = random N(0, init_std^2) init
         init_std: float = 0.02
         class_token_position: Literal["end", "middle", "front"] = "end"
-        csc: bool = False                   # class-specific context (cannot describe new classes)
+        csc: bool = False  # class-specific context (cannot describe new classes)
 
         def __post_init__(self) -> None:
             if self.n_ctx < 1 or self.init_std <= 0:
                 raise ValueError(f"n_ctx must be >= 1 and init_std > 0, got {self.n_ctx}, {self.init_std}")
 
-    def __init__(self, clip: ClipModel, template: str, n_ctx: int = 4, ctx_init: str = "",
-                 class_token_position: str = "end", csc: bool = False, init_std: float = 0.02,
-                 classnames: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        clip: ClipModel,
+        template: str,
+        n_ctx: int = 4,
+        ctx_init: str = "",
+        class_token_position: str = "end",
+        csc: bool = False,
+        init_std: float = 0.02,
+        classnames: Sequence[str] = (),
+    ) -> None:
         super().__init__(clip, template, classnames)
         check_text_tower(clip.model)
         if class_token_position not in POSITIONS:
@@ -49,9 +57,11 @@ class CoOp(Backbone):
             n_ctx = len(ctx_init.split(" "))
             tokens = clip.tokenizer([ctx_init]).to(device)
             with torch.no_grad():
-                init = token_embeddings(clip.model, tokens)[0, 1:1 + n_ctx].float()
+                init = token_embeddings(clip.model, tokens)[0, 1 : 1 + n_ctx].float()
             if csc:
-                warnings.warn("backbone.coop.csc is ignored when ctx_init is set (one context for all classes, as CoOp)")
+                warnings.warn(
+                    "backbone.coop.csc is ignored when ctx_init is set (one context for all classes, as CoOp)"
+                )
                 csc = False
             self.prompt_prefix = ctx_init
         else:
@@ -83,7 +93,10 @@ class CoOp(Backbone):
             return self.ctx.unsqueeze(0).expand(len(classnames), -1, -1)
         unknown = [c for c in classnames if c not in self.csc_classes]
         if unknown:
-            raise ValueError(f"class-specific context has no vectors for unseen classes {unknown[:3]}; use csc: false for base-to-new")
+            raise ValueError(
+                f"class-specific context has no vectors for unseen classes {unknown[:3]}; "
+                "use csc: false for base-to-new"
+            )
         return self.ctx[[self.csc_classes.index(c) for c in classnames]]
 
     def prompt_embeddings(self, classnames: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,17 +104,17 @@ class CoOp(Backbone):
         tokens, emb, name_lens = self._frozen_prompts(classnames)
         ctx = self._context(classnames).to(emb.dtype)
         n = self.n_ctx
-        sos, rest = emb[:, :1], emb[:, 1 + n:]
+        sos, rest = emb[:, :1], emb[:, 1 + n :]
         if self.position == "end":
             return torch.cat([sos, ctx, rest], 1), tokens
         rows = []
         for i, k in enumerate(name_lens):
-            name, tail = rest[i:i + 1, :k], rest[i:i + 1, k:]
+            name, tail = rest[i : i + 1, :k], rest[i : i + 1, k:]
             if self.position == "front":
-                rows.append(torch.cat([sos[i:i + 1], name, ctx[i:i + 1], tail], 1))
+                rows.append(torch.cat([sos[i : i + 1], name, ctx[i : i + 1], tail], 1))
             else:
                 h = n // 2
-                rows.append(torch.cat([sos[i:i + 1], ctx[i:i + 1, :h], name, ctx[i:i + 1, h:], tail], 1))
+                rows.append(torch.cat([sos[i : i + 1], ctx[i : i + 1, :h], name, ctx[i : i + 1, h:], tail], 1))
         return torch.cat(rows, 0), tokens
 
     def class_features(self, classnames: Sequence[str]) -> torch.Tensor:

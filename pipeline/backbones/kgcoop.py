@@ -20,14 +20,18 @@ class KgCoOp(CoOp):
     @dataclass(frozen=True)
     class Settings(CoOp.Settings):
         ctx_init: str = "a photo of a"
-        weight: float = 2.0                 # W in CE + W * (1 - cos); KgCoOp's paper uses 8.0
+        weight: float = 2.0  # W in CE + W * (1 - cos); KgCoOp's paper uses 8.0
 
-    def __init__(self, clip: ClipModel, template: str, weight: float = 2.0, ctx_init: str = "a photo of a", **cfg) -> None:
+    def __init__(
+        self, clip: ClipModel, template: str, weight: float = 2.0, ctx_init: str = "a photo of a", **cfg
+    ) -> None:
         super().__init__(clip, template, ctx_init=ctx_init, **cfg)
         self.weight = weight
         self._frozen_text: dict[tuple[str, ...], torch.Tensor] = {}
 
-    def loss(self, image_features: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]) -> tuple[torch.Tensor, dict]:
+    def loss(
+        self, image_features: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]
+    ) -> tuple[torch.Tensor, dict]:
         key = tuple(classnames)
         if key not in self._frozen_text:
             self._frozen_text[key] = template_features(self.clip, self.template, classnames)

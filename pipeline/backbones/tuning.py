@@ -21,8 +21,14 @@ META_FILE = "meta.json"
 LOG_FILE = "train_log.csv"
 
 
-def train(backbone: Backbone, loader: torch.utils.data.DataLoader, classnames: Sequence[str], recipe: SGDRecipe,
-          device: torch.device, advance: Callable[[int], None] | None = None) -> list[dict]:
+def train(
+    backbone: Backbone,
+    loader: torch.utils.data.DataLoader,
+    classnames: Sequence[str],
+    recipe: SGDRecipe,
+    device: torch.device,
+    advance: Callable[[int], None] | None = None,
+) -> list[dict]:
     """SGD on the backbone's learnable parameters; one log row per epoch."""
     params = [p for p in backbone.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
@@ -70,7 +76,9 @@ def load(out_dir: Path, clip: ClipModel, template: str) -> Backbone:
         raise FileNotFoundError(f"{meta_path} not found: run the backbone stage first (`dvc repro backbone`)")
     meta = json.loads(meta_path.read_text())
     if meta.get("clip_model") and meta["clip_model"] != clip.name:
-        raise ValueError(f"{out_dir} was tuned on CLIP {meta['clip_model']}, not {clip.name}; re-run the backbone stage")
+        raise ValueError(
+            f"{out_dir} was tuned on CLIP {meta['clip_model']}, not {clip.name}; re-run the backbone stage"
+        )
     backbone = create_backbone(meta["backbone"], clip, template, **meta.get("config", {}))
     state_path = Path(out_dir) / STATE_FILE
     if backbone.needs_training:

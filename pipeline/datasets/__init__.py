@@ -5,12 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DatasetLayoutError, DatasetSplits, Item
-from .coop import DATASET_DIRS, ZHOU_LAYOUTS, ZhouLayout, read_fgvc_aircraft, read_imagefolder, read_imagenet, read_zhou_split
+from .coop import (
+    DATASET_DIRS,
+    ZHOU_LAYOUTS,
+    ZhouLayout,
+    read_fgvc_aircraft,
+    read_imagefolder,
+    read_imagenet,
+    read_zhou_split,
+)
 from .synthetic import SPLIT_FILE as _SYNTHETIC_SPLIT
 from .templates import template_for
 
-COOP_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-                 "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
+COOP_DATASETS = (
+    "imagenet",
+    "caltech101",
+    "oxford_pets",
+    "stanford_cars",
+    "oxford_flowers",
+    "food101",
+    "fgvc_aircraft",
+    "sun397",
+    "dtd",
+    "eurosat",
+    "ucf101",
+)
 DATASETS = COOP_DATASETS + ("imagefolder", "synthetic")
 
 
@@ -41,4 +60,13 @@ def load_dataset(name: str, root: str | Path) -> DatasetSplits:
     return read_zhou_split(name, root, ZHOU_LAYOUTS[name])
 
 
-__all__ = ["DATASETS", "COOP_DATASETS", "DatasetLayoutError", "DatasetSplits", "Item", "dataset_root", "load_dataset", "template_for"]
+__all__ = [
+    "DATASETS",
+    "COOP_DATASETS",
+    "DatasetLayoutError",
+    "DatasetSplits",
+    "Item",
+    "dataset_root",
+    "load_dataset",
+    "template_for",
+]

@@ -73,10 +73,10 @@ def read_zhou_split(name: str, root: Path, layout: ZhouLayout) -> DatasetSplits:
     splits = {}
     for split in ("train", "val", "test"):
         if split not in raw:
-            raise DatasetLayoutError(f"{split_path}: no '{split}' key; expected {{'train'|'val'|'test': [[relpath, label, classname], ...]}}")
-        splits[split] = [
-            Item(_rel(layout.image_dir, p), int(label), rename.get(c, c)) for p, label, c in raw[split]
-        ]
+            raise DatasetLayoutError(
+                f"{split_path}: no '{split}' key; expected {{'train'|'val'|'test': [[relpath, label, classname], ...]}}"
+            )
+        splits[split] = [Item(_rel(layout.image_dir, p), int(label), rename.get(c, c)) for p, label, c in raw[split]]
     return DatasetSplits(name, root, layout.image_dir, **splits)
 
 
@@ -101,13 +101,17 @@ def _imagenet_from_preprocessed(root: Path, path: Path) -> tuple[list[Item], lis
             items.append(Item(f"images/{folder}/{parts[-2]}/{parts[-1]}", datum.label, datum.classname))
         out.append(items)
     return out[0], out[1]
+
+
 def _class_folders(path: Path, dataset: str) -> list[str]:
     """The class folders in `path`; a file there is a mistake to name, not a folder to list."""
     names = _listdir_nohidden(path)
     files = [n for n in names if not (path / n).is_dir()]
     if files:
-        raise DatasetLayoutError(f"{dataset}: {path} must hold only class folders, but has {len(files)} files, "
-                                 f"e.g. {files[:3]}; move them elsewhere")
+        raise DatasetLayoutError(
+            f"{dataset}: {path} must hold only class folders, but has {len(files)} files, "
+            f"e.g. {files[:3]}; move them elsewhere"
+        )
     return names
 
 
@@ -180,7 +184,9 @@ def read_fgvc_aircraft(root: Path) -> DatasetSplits:
 def read_imagefolder(root: Path) -> DatasetSplits:
     """`<root>/<split>/<class>/*`; labels follow the sorted class folders."""
     if not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise DatasetLayoutError(f"imagefolder: expected {root}/train/<class>/* and {root}/test/<class>/* (val optional)")
+        raise DatasetLayoutError(
+            f"imagefolder: expected {root}/train/<class>/* and {root}/test/<class>/* (val optional)"
+        )
     classes = _class_folders(root / "train", "imagefolder")
     label_of = {c: i for i, c in enumerate(classes)}
 
@@ -195,6 +201,7 @@ def read_imagefolder(root: Path) -> DatasetSplits:
                 items.append(Item(f"{split}/{cname}/{im}", label_of[cname], cname.replace("_", " ")))
         return items
 
-    # Class names from the folders, so an empty class folder is a class (that validation reports), not a gap in the labels.
+    # Class names from the folders, so an empty class folder is a class (that validation reports),
+    # not a gap in the labels.
     classnames = [c.replace("_", " ") for c in classes]
     return DatasetSplits("imagefolder", root, "", read("train"), read("val"), read("test"), classnames)

@@ -30,7 +30,9 @@ def _sample(items: list[Item], shots: int, rng: random.Random, split: str) -> li
             chosen.extend(idxs)
             short.append(label)
     if short:
-        warnings.warn(f"{split}: {len(short)} classes have fewer than {shots} images; all of theirs are used (labels {short[:5]})")
+        warnings.warn(
+            f"{split}: {len(short)} classes have fewer than {shots} images; all of theirs are used (labels {short[:5]})"
+        )
     return chosen
 
 
@@ -70,8 +72,10 @@ class FewShotPickleError(ValueError):
 # rebuild plain objects and bytes. Any other global (eval, exec, os.system)
 # is how a crafted pickle runs code, so it is refused by exact name.
 _DATUM_MODULES = ("dassl.data.datasets.base_dataset", "dassl.data.datasets")
-_SAFE_GLOBALS = {("builtins", name) for name in ("object", "dict", "list", "tuple", "set", "frozenset", "str", "bytes",
-                                                  "int", "float", "bool")}
+_SAFE_GLOBALS = {
+    ("builtins", name)
+    for name in ("object", "dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int", "float", "bool")
+}
 _SAFE_GLOBALS |= {("collections", "OrderedDict"), ("copyreg", "_reconstructor"), ("_codecs", "encode")}
 
 
@@ -88,7 +92,9 @@ class _DatumUnpickler(pickle.Unpickler):
             return _Datum
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise _RefusedGlobal(f"refusing to load {module}.{name} from a few-shot pickle (it holds only Dassl's Datum records)")
+        raise _RefusedGlobal(
+            f"refusing to load {module}.{name} from a few-shot pickle (it holds only Dassl's Datum records)"
+        )
 
 
 def _match(items: list[Item], image_dir: str, data: list, pkl: Path) -> list[int]:
@@ -98,7 +104,7 @@ def _match(items: list[Item], image_dir: str, data: list, pkl: Path) -> list[int
     for i, item in enumerate(items):
         rel = item.impath
         if image_dir and rel.startswith(image_dir + "/"):
-            rel = rel[len(image_dir) + 1:]
+            rel = rel[len(image_dir) + 1 :]
         index[rel.replace("\\", "/")] = i
     out, missing = [], []
     for datum in data:
@@ -118,22 +124,35 @@ def _read_pickle(pkl: Path) -> dict:
     except _RefusedGlobal as err:
         raise FewShotPickleError(f"{pkl}: {err}; {fix}") from err
     except Exception as err:  # a malformed stream can fail in many ways; all mean the same to the user
-        raise FewShotPickleError(f"{pkl} is not a readable few-shot pickle ({type(err).__name__}: {err}); {fix}") from err
+        raise FewShotPickleError(
+            f"{pkl} is not a readable few-shot pickle ({type(err).__name__}: {err}); {fix}"
+        ) from err
     records = [raw.get(k, []) for k in ("train", "val")] if isinstance(raw, dict) else None
-    if records is None or "train" not in raw or not all(
-            isinstance(r, list) and all(isinstance(d, _Datum) and isinstance(d.impath, str) for d in r) for r in records):
-        raise FewShotPickleError(f"{pkl} is not a Dassl few-shot pickle (expected {{'train': [Datum], 'val': [Datum]}}); {fix}")
+    if (
+        records is None
+        or "train" not in raw
+        or not all(
+            isinstance(r, list) and all(isinstance(d, _Datum) and isinstance(d.impath, str) for d in r) for r in records
+        )
+    ):
+        raise FewShotPickleError(
+            f"{pkl} is not a Dassl few-shot pickle (expected {{'train': [Datum], 'val': [Datum]}}); {fix}"
+        )
     return raw
 
 
 def _check_selection(items: list[Item], chosen: list[int], split: str, pkl: Path) -> None:
     """A training selection must hold at least one image of every class the split has."""
     if items and not chosen:
-        raise FewShotPickleError(f"{pkl}: the {split} selection is empty; delete the file to sample the selection instead")
+        raise FewShotPickleError(
+            f"{pkl}: the {split} selection is empty; delete the file to sample the selection instead"
+        )
     missing = sorted({it.classname for it in items} - {items[i].classname for i in chosen})
     if split == "train" and missing:
-        raise FewShotPickleError(f"{pkl}: the {split} selection has no image of {len(missing)} classes, e.g. {missing[:3]}; "
-                                 "delete the file to sample the selection instead")
+        raise FewShotPickleError(
+            f"{pkl}: the {split} selection has no image of {len(missing)} classes, e.g. {missing[:3]}; "
+            "delete the file to sample the selection instead"
+        )
 
 
 def load_fewshot_pickle(data: DatasetSplits, pkl: Path) -> tuple[list[int], list[int]]:

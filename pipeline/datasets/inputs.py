@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 def folder_fingerprint(root: str | Path) -> dict:
-    """Count, total size and a hash of every file's relative path, size and mtime under `root` (hidden files skipped)."""
+    """Count, total size and a hash of every file's relative path, size and mtime under `root` (hidden files
+    skipped)."""
     root = Path(root)
     digest, files, size = hashlib.sha256(), 0, 0
     for folder, dirs, names in os.walk(root):
@@ -30,13 +31,16 @@ def folder_fingerprint(root: str | Path) -> dict:
 
 
 def dataset_inputs(dataset: str, data_root: str | Path, root_override: str | Path | None = None) -> dict:
-    """What `prepare` reads from outside the repository; the built-in benchmark has nothing there (params describe it)."""
+    """What `prepare` reads from outside the repository; the built-in benchmark has nothing there (params
+    describe it)."""
     from . import DatasetLayoutError, dataset_root
 
     if dataset == "synthetic":
         return {"dataset": dataset, "external": False}
     root = dataset_root(dataset, data_root, root_override)
     if not root.is_dir():
-        raise DatasetLayoutError(f"{dataset}: dataset folder {root} does not exist. Set prepare.data_root to your CoOp "
-                                 f"DATA folder or prepare.roots.{dataset} to the dataset folder itself.")
+        raise DatasetLayoutError(
+            f"{dataset}: dataset folder {root} does not exist. Set prepare.data_root to your CoOp "
+            f"DATA folder or prepare.roots.{dataset} to the dataset folder itself."
+        )
     return {"dataset": dataset, "external": True, **folder_fingerprint(root)}

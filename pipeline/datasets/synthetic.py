@@ -86,7 +86,9 @@ def _outline(shape: str, r: float) -> np.ndarray | None:
         return pts
     if shape == "cross":
         w = 0.36 * r
-        return np.array([[-w, -r], [w, -r], [w, -w], [r, -w], [r, w], [w, w], [w, r], [-w, r], [-w, w], [-r, w], [-r, -w], [-w, -w]])
+        return np.array(
+            [[-w, -r], [w, -r], [w, -w], [r, -w], [r, w], [w, w], [w, r], [-w, r], [-w, w], [-r, w], [-r, -w], [-w, -w]]
+        )
     return None
 
 
@@ -143,10 +145,12 @@ def texture(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     step = max(1, photo.shape[0] // (size * 3))
     photo = photo[::step, ::step]
     oy, ox = rng.integers(0, photo.shape[0] - size), rng.integers(0, photo.shape[1] - size)
-    return photo[oy:oy + size, ox:ox + size]
+    return photo[oy : oy + size, ox : ox + size]
 
 
-def render(shape: str, colour: str, tex: str, tint: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    shape: str, colour: str, tex: str, tint: str, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """One RGB uint8 image and its exact boolean foreground mask."""
     pattern = texture(tex, size, rng)
     bg = np.asarray(TINTS[tint], np.float32) + 70.0 * (pattern[..., None] - 0.5)
@@ -166,7 +170,11 @@ def generate(root: Path, spec: SyntheticSpec, progress=None) -> Path:
     rng = np.random.default_rng(spec.seed)
     names = class_names(spec.n_shapes, spec.n_colours)
     styles = background_styles()
-    own_style = rng.permutation(len(styles))[: len(names)] if len(names) <= len(styles) else rng.integers(0, len(styles), len(names))
+    own_style = (
+        rng.permutation(len(styles))[: len(names)]
+        if len(names) <= len(styles)
+        else rng.integers(0, len(styles), len(names))
+    )
     counts = {"train": spec.train_per_class, "val": spec.val_per_class, "test": spec.test_per_class}
     split, used = {}, {}
     total = sum(counts.values()) * len(names)

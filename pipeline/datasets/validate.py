@@ -22,8 +22,18 @@ class DatasetError(ValueError):
 
 def validate_dataset(data: DatasetSplits) -> None:
     """Raise one DatasetError listing every problem of `data`, or return if there is none."""
-    problems = [p for check in (_too_few_classes, _unused_labels, _shared_names, _classes_without_training_images,
-                                _halves_without_test_images, _not_images) for p in check(data)]
+    problems = [
+        p
+        for check in (
+            _too_few_classes,
+            _unused_labels,
+            _shared_names,
+            _classes_without_training_images,
+            _halves_without_test_images,
+            _not_images,
+        )
+        for p in check(data)
+    ]
     if problems:
         raise DatasetError(f"{data.name} at {data.root}: " + "; ".join(problems))
 
@@ -39,7 +49,10 @@ def _unused_labels(data: DatasetSplits) -> list[str]:
     used = {it.label for it in data.train + data.val + data.test}
     outside = sorted(y for y in used if not 0 <= y < len(data.classnames))
     if outside:
-        return [f"labels {outside[:5]} have no class name (labels must be 0..{len(data.classnames) - 1}); fix the split file"]
+        return [
+            f"labels {outside[:5]} have no class name (labels must be 0..{len(data.classnames) - 1}); "
+            "fix the split file"
+        ]
     return []
 
 
@@ -51,8 +64,10 @@ def _shared_names(data: DatasetSplits) -> list[str]:
     if not clashes:
         return []
     folder = _folder_of_label(data)
-    described = [" and ".join(repr(folder.get(y, data.classnames[y])) for y in labels) + f" both name the class {name!r}"
-                 for name, labels in clashes.items()]
+    described = [
+        " and ".join(repr(folder.get(y, data.classnames[y])) for y in labels) + f" both name the class {name!r}"
+        for name, labels in clashes.items()
+    ]
     return [f"{'; '.join(described[:3])}: the text prompts could not tell them apart; rename one of each"]
 
 
@@ -64,7 +79,9 @@ def _classes_without_training_images(data: DatasetSplits) -> list[str]:
     trained = {it.label for it in data.train}
     empty = [name for label, name in enumerate(data.classnames) if label not in trained]
     if empty:
-        return [f"{len(empty)} classes have no training image, e.g. {empty[:3]}; add training images or remove the class"]
+        return [
+            f"{len(empty)} classes have no training image, e.g. {empty[:3]}; add training images or remove the class"
+        ]
     return []
 
 
@@ -73,16 +90,23 @@ def _halves_without_test_images(data: DatasetSplits) -> list[str]:
         return []
     base, new = split_base_new(range(len(data.classnames)))
     tested = {it.label for it in data.test}
-    return [f"no test image of any {half} class; add test images, or the {half} accuracy cannot be measured"
-            for half, labels in (("base", base), ("new", new)) if not tested & set(labels)]
+    return [
+        f"no test image of any {half} class; add test images, or the {half} accuracy cannot be measured"
+        for half, labels in (("base", base), ("new", new))
+        if not tested & set(labels)
+    ]
 
 
 def _not_images(data: DatasetSplits) -> list[str]:
     known = set(Image.registered_extensions())
-    strays = sorted({it.impath for it in data.train + data.val + data.test if PurePosixPath(it.impath).suffix.lower() not in known})
+    strays = sorted(
+        {it.impath for it in data.train + data.val + data.test if PurePosixPath(it.impath).suffix.lower() not in known}
+    )
     if strays:
-        return [f"{len(strays)} listed files are not images (by their extension), e.g. {strays[:3]}; "
-                "move them out of the class folders"]
+        return [
+            f"{len(strays)} listed files are not images (by their extension), e.g. {strays[:3]}; "
+            "move them out of the class folders"
+        ]
     return []
 
 

@@ -20,8 +20,15 @@ import numpy as np
 import torch
 
 from ..atomic import check_writable, close_quietly, hdf5_writes, partial_path
-from .schema import (CHECKSUM, FeatureFileError, NonFiniteFeaturesError, check_finite, check_schema, nonfinite_rows, open_readable,
-                     read_checked)
+from .schema import (
+    CHECKSUM,
+    FeatureFileError,
+    NonFiniteFeaturesError,
+    check_finite,
+    check_schema,
+    open_readable,
+    read_checked,
+)
 from .views_dataset import ImageViews
 
 SCHEMA = 1
@@ -38,8 +45,17 @@ class EncodeStats:
         return self.views / self.seconds if self.seconds else float("nan")
 
 
-def _create(path: Path, n_train: int, n_test: int, views: int, dim: int, dtype: str, attrs: dict,
-            train_paths: Sequence[str], test_paths: Sequence[str]) -> h5py.File:
+def _create(
+    path: Path,
+    n_train: int,
+    n_test: int,
+    views: int,
+    dim: int,
+    dtype: str,
+    attrs: dict,
+    train_paths: Sequence[str],
+    test_paths: Sequence[str],
+) -> h5py.File:
     f = h5py.File(path, "w")
     f.attrs.update({**attrs, "schema": SCHEMA, "views": views, "dim": dim, "done_train": 0, "done_test": 0})
     chunk = lambda n: max(1, min(n, 1024))  # noqa: E731
@@ -47,7 +63,9 @@ def _create(path: Path, n_train: int, n_test: int, views: int, dim: int, dtype: 
     tr.create_dataset("impath", data=np.asarray(train_paths, dtype=object), dtype=h5py.string_dtype())
     te.create_dataset("impath", data=np.asarray(test_paths, dtype=object), dtype=h5py.string_dtype())
     for name in ("feat_full", "feat_fg"):
-        tr.create_dataset(name, (views, n_train, dim), dtype, chunks=(1, chunk(n_train), dim) if n_train else None, **CHECKSUM)
+        tr.create_dataset(
+            name, (views, n_train, dim), dtype, chunks=(1, chunk(n_train), dim) if n_train else None, **CHECKSUM
+        )
     tr.create_dataset("area", (views, n_train), np.float32, **CHECKSUM)
     for name in ("feat", "feat_fg"):
         te.create_dataset(name, (n_test, dim), dtype, chunks=(chunk(n_test), dim) if n_test else None, **CHECKSUM)
@@ -56,7 +74,9 @@ def _create(path: Path, n_train: int, n_test: int, views: int, dim: int, dtype: 
     return f
 
 
-def _open_partial(tmp: Path, fingerprint: str, train_paths: Sequence[str], test_paths: Sequence[str]) -> h5py.File | None:
+def _open_partial(
+    tmp: Path, fingerprint: str, train_paths: Sequence[str], test_paths: Sequence[str]
+) -> h5py.File | None:
     """The partial file of a killed run if it was made from exactly these inputs, else None (and it is deleted)."""
     if not tmp.exists():
         return None
@@ -66,9 +86,12 @@ def _open_partial(tmp: Path, fingerprint: str, train_paths: Sequence[str], test_
         f = None  # unreadable: start over
     if f is not None:
         try:
-            if (f.attrs.get("fingerprint") == fingerprint and f.attrs.get("schema") == SCHEMA
-                    and list(f["train/impath"].asstr()[:]) == list(train_paths)
-                    and list(f["test/impath"].asstr()[:]) == list(test_paths)):
+            if (
+                f.attrs.get("fingerprint") == fingerprint
+                and f.attrs.get("schema") == SCHEMA
+                and list(f["train/impath"].asstr()[:]) == list(train_paths)
+                and list(f["test/impath"].asstr()[:]) == list(test_paths)
+            ):
                 return f
         except (OSError, KeyError):
             pass
@@ -77,15 +100,24 @@ def _open_partial(tmp: Path, fingerprint: str, train_paths: Sequence[str], test_
     return None
 
 
-def _encode_split(f: h5py.File, split: str, data: ImageViews, encode: Callable[[torch.Tensor], torch.Tensor],
-                  batch_images: int, workers: int, stats: EncodeStats, advance) -> None:
+def _encode_split(
+    f: h5py.File,
+    split: str,
+    data: ImageViews,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    batch_images: int,
+    workers: int,
+    stats: EncodeStats,
+    advance,
+) -> None:
     done_key = f"done_{split}"
     start = int(f.attrs[done_key])
     if advance and start:
         advance(start)
     todo = torch.utils.data.Subset(data, range(start, len(data)))
-    loader = torch.utils.data.DataLoader(todo, batch_size=batch_images, num_workers=workers, shuffle=False,
-                                         persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        todo, batch_size=batch_images, num_workers=workers, shuffle=False, persistent_workers=False
+    )
     pos = start
     for full, fg, area, has in loader:
         b, v = full.shape[:2]
@@ -93,17 +125,19 @@ def _encode_split(f: h5py.File, split: str, data: ImageViews, encode: Callable[[
         x = torch.cat([full.flatten(0, 1), fg.flatten(0, 1)])
         feats = encode(x).float().cpu().numpy()
         stats.seconds += time.perf_counter() - t0
-        f_full, f_fg = feats[: b * v].reshape(b, v, -1), feats[b * v:].reshape(b, v, -1)
-        _check_batch(f.filename, split, data.impaths[pos:pos + b], f_full, f_fg, area.numpy() if split == "train" else None)
+        f_full, f_fg = feats[: b * v].reshape(b, v, -1), feats[b * v :].reshape(b, v, -1)
+        _check_batch(
+            f.filename, split, data.impaths[pos : pos + b], f_full, f_fg, area.numpy() if split == "train" else None
+        )
         if split == "train":
-            f["train/feat_full"][:, pos:pos + b] = f_full.transpose(1, 0, 2)
-            f["train/feat_fg"][:, pos:pos + b] = f_fg.transpose(1, 0, 2)
-            f["train/area"][:, pos:pos + b] = area.numpy().T
+            f["train/feat_full"][:, pos : pos + b] = f_full.transpose(1, 0, 2)
+            f["train/feat_fg"][:, pos : pos + b] = f_fg.transpose(1, 0, 2)
+            f["train/area"][:, pos : pos + b] = area.numpy().T
         else:
-            f["test/feat"][pos:pos + b] = f_full[:, 0]
-            f["test/feat_fg"][pos:pos + b] = f_fg[:, 0]
-            f["test/area"][pos:pos + b] = area[:, 0].numpy()
-            f["test/has_fg"][pos:pos + b] = has.numpy()
+            f["test/feat"][pos : pos + b] = f_full[:, 0]
+            f["test/feat_fg"][pos : pos + b] = f_fg[:, 0]
+            f["test/area"][pos : pos + b] = area[:, 0].numpy()
+            f["test/has_fg"][pos : pos + b] = has.numpy()
         pos += b
         f.attrs[done_key] = pos  # commit point: everything before `pos` is final
         f.flush()
@@ -113,8 +147,9 @@ def _encode_split(f: h5py.File, split: str, data: ImageViews, encode: Callable[[
             advance(b)
 
 
-def _check_batch(path: str, split: str, impaths: Sequence[str], f_full: np.ndarray, f_fg: np.ndarray,
-                 area: np.ndarray | None) -> None:
+def _check_batch(
+    path: str, split: str, impaths: Sequence[str], f_full: np.ndarray, f_fg: np.ndarray, area: np.ndarray | None
+) -> None:
     """Refuse to commit a batch with NaN or inf features (a broken checkpoint, or fp16/bf16 overflow)."""
     bad = ~np.isfinite(f_full).all(axis=(1, 2)) | ~np.isfinite(f_fg).all(axis=(1, 2))
     if area is not None:
@@ -122,13 +157,24 @@ def _check_batch(path: str, split: str, impaths: Sequence[str], f_full: np.ndarr
     if bad.any():
         first = impaths[int(np.flatnonzero(bad)[0])]
         raise NonFiniteFeaturesError(
-            f"{path}: the image encoder gave NaN or inf for {int(bad.sum())} of {len(bad)} {split} images (e.g. {first}); "
-            "nothing of this batch was kept. Check clip.pretrained, or set encode.precision: fp32")
+            f"{path}: the image encoder gave NaN or inf for {int(bad.sum())} of {len(bad)} {split} images "
+            f"(e.g. {first}); "
+            "nothing of this batch was kept. Check clip.pretrained, or set encode.precision: fp32"
+        )
 
 
-def encode_views(path: str | Path, train: ImageViews, test: ImageViews, encode: Callable[[torch.Tensor], torch.Tensor],
-                 dim: int, attrs: dict, dtype: str = "float16", batch_images: int = 32, workers: int = 0,
-                 advance=None) -> EncodeStats:
+def encode_views(
+    path: str | Path,
+    train: ImageViews,
+    test: ImageViews,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    attrs: dict,
+    dtype: str = "float16",
+    batch_images: int = 32,
+    workers: int = 0,
+    advance=None,
+) -> EncodeStats:
     """Encode every view of `train` and `test` into `path` (resumable, atomic)."""
     path = Path(path)
     check_writable(path.parent)
@@ -164,15 +210,24 @@ class EncodedViews:
                 raise FeatureFileError(f"{self.path} is incomplete; delete it and re-run the encode stage")
             self.train_paths = list(f["train/impath"].asstr()[:])
             self.test_paths = list(f["test/impath"].asstr()[:])
-            self.train = {k: read_checked(f, f"train/{k}", self.path, "encode") for k in ("feat_full", "feat_fg", "area")}
-            self.test = {k: read_checked(f, f"test/{k}", self.path, "encode") for k in ("feat", "feat_fg", "area", "has_fg")}
-        check_finite(self.path, {**{f"train/{k}": v for k, v in self.train.items()}, **{f"test/{k}": v for k, v in self.test.items()}},
-                     "delete it and re-run the encode stage")
+            self.train = {
+                k: read_checked(f, f"train/{k}", self.path, "encode") for k in ("feat_full", "feat_fg", "area")
+            }
+            self.test = {
+                k: read_checked(f, f"test/{k}", self.path, "encode") for k in ("feat", "feat_fg", "area", "has_fg")
+            }
+        check_finite(
+            self.path,
+            {**{f"train/{k}": v for k, v in self.train.items()}, **{f"test/{k}": v for k, v in self.test.items()}},
+            "delete it and re-run the encode stage",
+        )
 
     def train_rows(self, impaths: Sequence[str]) -> np.ndarray:
         index = {p: i for i, p in enumerate(self.train_paths)}
         missing = [p for p in impaths if p not in index]
         if missing:
-            raise FeatureFileError(f"{self.path} has no views of {len(missing)} training images, e.g. {missing[:3]}; "
-                                   "re-run the encode stage for the current seeds")
+            raise FeatureFileError(
+                f"{self.path} has no views of {len(missing)} training images, e.g. {missing[:3]}; "
+                "re-run the encode stage for the current seeds"
+            )
         return np.asarray([index[p] for p in impaths], dtype=np.int64)

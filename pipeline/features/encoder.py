@@ -10,8 +10,13 @@ import torch.nn.functional as F
 from ..device import autocast
 
 
-def image_encoder(encode_image: Callable[[torch.Tensor], torch.Tensor], device: torch.device, precision: str = "bf16",
-                  channels_last: bool = True, batch_size: int = 256) -> Callable[[torch.Tensor], torch.Tensor]:
+def image_encoder(
+    encode_image: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    precision: str = "bf16",
+    channels_last: bool = True,
+    batch_size: int = 256,
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Wrap `encode_image` to take any number of images and return L2-normalised float32 features."""
 
     def encode(x: torch.Tensor) -> torch.Tensor:

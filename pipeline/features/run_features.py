@@ -23,8 +23,20 @@ from .schema import CHECKSUM, FeatureFileError, check_finite, check_schema, open
 
 SCHEMA = 1
 IMAGE_FEATURES = ("train/feat", "test/feat", "train/clip", "test/clip")
-REQUIRED = ("train/feat_full", "train/feat_fg", "train/area", "train/label", "test/feat", "test/label", "test/subset",
-            "test/feat_fg", "test/area", "test/has_fg", "text/backbone", "text/clip")
+REQUIRED = (
+    "train/feat_full",
+    "train/feat_fg",
+    "train/area",
+    "train/label",
+    "test/feat",
+    "test/label",
+    "test/subset",
+    "test/feat_fg",
+    "test/area",
+    "test/has_fg",
+    "text/backbone",
+    "text/clip",
+)
 
 
 def write_run_features(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, dtype: str = "float16") -> None:
@@ -58,10 +70,16 @@ class RunFeatures:
             if absent:
                 raise FeatureFileError(f"{self.path} lacks {absent}; re-run the features stage")
             self.attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in f.attrs.items()}
-            arrays = {k: read_checked(f, k, self.path, "features") for k in REQUIRED + ("train/clip_full", "test/clip") if k in f}
+            arrays = {
+                k: read_checked(f, k, self.path, "features")
+                for k in REQUIRED + ("train/clip_full", "test/clip")
+                if k in f
+            }
         check_finite(self.path, arrays, "delete it and re-run the features stage")
-        t = {k: torch.from_numpy(v.astype(np.float32) if v.dtype.kind == "f" else v.astype(np.int64)).to(device)
-             for k, v in arrays.items()}
+        t = {
+            k: torch.from_numpy(v.astype(np.float32) if v.dtype.kind == "f" else v.astype(np.int64)).to(device)
+            for k, v in arrays.items()
+        }
         for k in t:
             if k.startswith(IMAGE_FEATURES) or k.startswith("text/"):
                 t[k] = torch.nn.functional.normalize(t[k], dim=-1)  # undo float16 rounding of the unit norm
@@ -91,7 +109,10 @@ class RunFeatures:
             (self.area.shape == (v, n), f"train/area {tuple(self.area.shape)} != {(v, n)}"),
             (self.train_label.shape == (n,), f"train/label {tuple(self.train_label.shape)} != {(n,)}"),
             (self.test_feat.shape[1:] == (d,), f"test/feat width {self.test_feat.shape[1:]} != {d}"),
-            (self.text_backbone.shape == (c, d) and self.text_clip.shape == (c, d), f"text features are not [{c}, {d}]"),
+            (
+                self.text_backbone.shape == (c, d) and self.text_clip.shape == (c, d),
+                f"text features are not [{c}, {d}]",
+            ),
             (len(self.base) + len(self.new) == c, "base + new class lists do not cover the classes"),
             (n == 0 or int(self.train_label.max()) < len(self.base), "a training label is outside the base classes"),
         ]

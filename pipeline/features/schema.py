@@ -50,8 +50,9 @@ def read_checked(f: h5py.File, key: str, path: Path, stage: str) -> np.ndarray:
     try:
         return f[key][:]
     except (OSError, KeyError) as err:
-        raise FeatureFileError(f"{path}: cannot read {key} (corrupt or truncated file: {err}); "
-                               f"delete it and re-run the {stage} stage") from err
+        raise FeatureFileError(
+            f"{path}: cannot read {key} (corrupt or truncated file: {err}); delete it and re-run the {stage} stage"
+        ) from err
 
 
 def open_readable(path: Path, stage: str) -> h5py.File:
@@ -59,11 +60,14 @@ def open_readable(path: Path, stage: str) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise FeatureFileError(f"{path} is not a readable HDF5 file (truncated or corrupt: {err}); "
-                               f"delete it and re-run the {stage} stage") from err
+        raise FeatureFileError(
+            f"{path} is not a readable HDF5 file (truncated or corrupt: {err}); delete it and re-run the {stage} stage"
+        ) from err
 
 
 def check_schema(f: h5py.File, path: Path, schema: int) -> None:
     found = f.attrs.get("schema")
     if found != schema:
-        raise FeatureFileError(f"{path}: schema version {found}, this pipeline reads {schema}; re-run the stage that wrote it")
+        raise FeatureFileError(
+            f"{path}: schema version {found}, this pipeline reads {schema}; re-run the stage that wrote it"
+        )

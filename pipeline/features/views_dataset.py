@@ -20,9 +20,21 @@ class ImageViews(torch.utils.data.Dataset):
     areas NaN.
     """
 
-    def __init__(self, root: str | Path, impaths: Sequence[str], masks: MaskStore | None, size: int, mean, std,
-                 fill: str = "mean", views: int = 1, train: bool = True, seed: int = 0, require_masks: bool = True,
-                 crop_scale: tuple[float, float] = (0.08, 1.0)) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        impaths: Sequence[str],
+        masks: MaskStore | None,
+        size: int,
+        mean,
+        std,
+        fill: str = "mean",
+        views: int = 1,
+        train: bool = True,
+        seed: int = 0,
+        require_masks: bool = True,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+    ) -> None:
         self.root, self.impaths, self.masks = Path(root), list(impaths), masks
         self.size, self.mean, self.std, self.fill = size, tuple(mean), tuple(std), fill
         self.views, self.train, self.seed = views if train else 1, train, seed
@@ -30,7 +42,9 @@ class ImageViews(torch.utils.data.Dataset):
         if require_masks:
             absent = [p for p in self.impaths if masks is None or p not in masks]
             if absent:
-                raise KeyError(f"{len(absent)} images have no mask, e.g. {absent[:3]}; re-run the masks stage for these seeds")
+                raise KeyError(
+                    f"{len(absent)} images have no mask, e.g. {absent[:3]}; re-run the masks stage for these seeds"
+                )
 
     def __len__(self) -> int:
         return len(self.impaths)
@@ -42,8 +56,16 @@ class ImageViews(torch.utils.data.Dataset):
         fulls, fgs, areas = [], [], []
         for v in range(self.views):
             if self.train:
-                x, fg, a = train_view(image, mask, view_rng(self.seed, v, path), self.size, self.mean, self.std, self.fill,
-                                        self.crop_scale)
+                x, fg, a = train_view(
+                    image,
+                    mask,
+                    view_rng(self.seed, v, path),
+                    self.size,
+                    self.mean,
+                    self.std,
+                    self.fill,
+                    self.crop_scale,
+                )
             else:
                 x, fg, a = test_view(image, mask, self.size, self.mean, self.std, self.fill)
             fulls.append(x)
@@ -52,7 +74,9 @@ class ImageViews(torch.utils.data.Dataset):
         return torch.stack(fulls), torch.stack(fgs), torch.tensor(areas, dtype=torch.float32), mask is not None
 
 
-def view_sets(prepared, masks: MaskStore, seeds: Sequence[int], cfg, size: int, mean, std) -> tuple[ImageViews, ImageViews]:
+def view_sets(
+    prepared, masks: MaskStore, seeds: Sequence[int], cfg, size: int, mean, std
+) -> tuple[ImageViews, ImageViews]:
     """The few-shot base training images of every seed (`cfg.views` views each) and all test images (one view).
 
     `cfg` is the `encode` section (pipeline.config.EncodeConfig).
@@ -60,7 +84,8 @@ def view_sets(prepared, masks: MaskStore, seeds: Sequence[int], cfg, size: int, 
     train_paths = sorted(prepared.fewshot_union(list(seeds)).impath)
     test_paths = list(dict.fromkeys(prepared.test().impath))
     common = dict(size=size, mean=mean, std=std, fill=cfg.fill, seed=cfg.seed)
-    train = ImageViews(prepared.root, train_paths, masks, views=cfg.views, train=True, crop_scale=tuple(cfg.crop_scale),
-                       **common)
+    train = ImageViews(
+        prepared.root, train_paths, masks, views=cfg.views, train=True, crop_scale=tuple(cfg.crop_scale), **common
+    )
     test = ImageViews(prepared.root, test_paths, masks, train=False, require_masks=False, **common)
     return train, test

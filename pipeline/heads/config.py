@@ -15,9 +15,27 @@ FRG_INDICATORS = ("entropy_gap", "cosine", "area")
 BRG_INDICATORS = ("entropy_full", "entropy_clip", "cosine")
 LOSSES = ("fdc_ce", "frg_bce", "fdc_dist", "pc_ce", "pc_kl")
 # Fields FVGPTHeads keeps per stacked member (buffers, loss weights, initial weights); all others are `structure`.
-PER_MEMBER = frozenset({"frg", "fdc", "pc", "losses", "lambda_frg", "lambda_d", "lambda_new", "tau_d", "kl_tau_squared",
-                        "fdc_logit_scale", "delta", "area_min", "area_max", "r_constant", "detach_r", "adapter_init",
-                        "seed"})
+PER_MEMBER = frozenset(
+    {
+        "frg",
+        "fdc",
+        "pc",
+        "losses",
+        "lambda_frg",
+        "lambda_d",
+        "lambda_new",
+        "tau_d",
+        "kl_tau_squared",
+        "fdc_logit_scale",
+        "delta",
+        "area_min",
+        "area_max",
+        "r_constant",
+        "detach_r",
+        "adapter_init",
+        "seed",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -40,14 +58,14 @@ class HeadsConfig(SGDRecipe):
     delta: float = 0.0
     area_min: float = 0.02
     area_max: float = 0.98
-    r_constant: float = 0.5                    # r when FRG is off
+    r_constant: float = 0.5  # r when FRG is off
     detach_r: bool = True
     # architecture (Tables 4, 5, 6, 13)
     adapter_hidden: int = 64
     adapter_init: float = 1e-3
-    adapters: str = "both"                     # both | visual
+    adapters: str = "both"  # both | visual
     gate_hidden: int = 32
-    gate_depth: int = 2                        # linear layers in each gate MLP (2 = 3 -> 32 -> 1)
+    gate_depth: int = 2  # linear layers in each gate MLP (2 = 3 -> 32 -> 1)
     frg_indicators: tuple[str, ...] = FRG_INDICATORS
     brg_indicators: tuple[str, ...] = BRG_INDICATORS
     # data (Supp. C.4); the optimisation recipe comes from SGDRecipe
@@ -59,7 +77,9 @@ class HeadsConfig(SGDRecipe):
         bad += [x for x in self.frg_indicators if x not in FRG_INDICATORS]
         bad += [x for x in self.brg_indicators if x not in BRG_INDICATORS]
         if bad:
-            raise ValueError(f"unknown heads setting(s) {bad}; losses {LOSSES}, FRG {FRG_INDICATORS}, BRG {BRG_INDICATORS}")
+            raise ValueError(
+                f"unknown heads setting(s) {bad}; losses {LOSSES}, FRG {FRG_INDICATORS}, BRG {BRG_INDICATORS}"
+            )
         if self.adapters not in ("both", "visual"):
             raise ValueError(f"heads.adapters must be both or visual, got {self.adapters!r}")
         if not self.frg_indicators or not self.brg_indicators:
@@ -81,8 +101,13 @@ class HeadsConfig(SGDRecipe):
 
     def weight(self, loss: str) -> float:
         """1 if a loss term is on (its module on and the term listed), else 0."""
-        module = {"fdc_ce": self.fdc, "frg_bce": self.frg and self.fdc, "fdc_dist": self.fdc,
-                  "pc_ce": self.pc, "pc_kl": self.pc}[loss]
+        module = {
+            "fdc_ce": self.fdc,
+            "frg_bce": self.frg and self.fdc,
+            "fdc_dist": self.fdc,
+            "pc_ce": self.pc,
+            "pc_kl": self.pc,
+        }[loss]
         return float(module and loss in self.losses)
 
     @property
@@ -114,10 +139,17 @@ TABLE6 = {
     "BRG without similarity (cosine)": dict(brg_indicators=("entropy_full", "entropy_clip")),
 }
 # Table 4 varies the FDC adapters' hidden size and the gates' hidden size in separate rows, the other at its default.
-TABLE4 = {**{f"FDC adapters hidden {h}": dict(adapter_hidden=h) for h in (16, 32, 64, 128)},
-          **{f"RG MLPs hidden {h}": dict(gate_hidden=h) for h in (16, 32, 64, 128)}}
-ABLATIONS = {"table3": TABLE3, "table12": TABLE12, "table6": TABLE6, "table4": TABLE4,
-             "table5": {f"depth {d}": dict(gate_depth=d) for d in (1, 2, 3)},
-             "table13": {"adapters both": dict(adapters="both"), "adapters visual": dict(adapters="visual")},
-             "lambda_d": {f"lambda_d {x:g}": dict(lambda_d=x) for x in (0.1, 1, 5, 10, 20, 50)},
-             "shots": {f"shots {int(f * 100)}%": dict(shot_fraction=f) for f in (0.25, 0.5, 0.75, 1.0)}}
+TABLE4 = {
+    **{f"FDC adapters hidden {h}": dict(adapter_hidden=h) for h in (16, 32, 64, 128)},
+    **{f"RG MLPs hidden {h}": dict(gate_hidden=h) for h in (16, 32, 64, 128)},
+}
+ABLATIONS = {
+    "table3": TABLE3,
+    "table12": TABLE12,
+    "table6": TABLE6,
+    "table4": TABLE4,
+    "table5": {f"depth {d}": dict(gate_depth=d) for d in (1, 2, 3)},
+    "table13": {"adapters both": dict(adapters="both"), "adapters visual": dict(adapters="visual")},
+    "lambda_d": {f"lambda_d {x:g}": dict(lambda_d=x) for x in (0.1, 1, 5, 10, 20, 50)},
+    "shots": {f"shots {int(f * 100)}%": dict(shot_fraction=f) for f in (0.25, 0.5, 0.75, 1.0)},
+}

@@ -42,21 +42,39 @@ def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
     for subset, classes in (("base", feats.base), ("new", feats.new)):
         mask = feats.test_subset == (0 if subset == "base" else 1)
         cls = torch.tensor(classes)
-        out[subset] = dict(f=feats.test_feat[mask].to(device), f_clip=feats.test_clip[mask].to(device),
-                           f_fg=feats.test_feat_fg[mask].to(device), has_fg=feats.test_has_fg[mask].to(device),
-                           y=_local_labels(feats.test_label[mask], classes).to(device),
-                           g=feats.text_backbone[cls].to(device), g_clip=feats.text_clip[cls].to(device))
+        out[subset] = dict(
+            f=feats.test_feat[mask].to(device),
+            f_clip=feats.test_clip[mask].to(device),
+            f_fg=feats.test_feat_fg[mask].to(device),
+            has_fg=feats.test_has_fg[mask].to(device),
+            y=_local_labels(feats.test_label[mask], classes).to(device),
+            g=feats.text_backbone[cls].to(device),
+            g_clip=feats.text_clip[cls].to(device),
+        )
     b, n = out["base"], out["new"]
-    acc = {name: {k: _acc((s * d["f" if name == "backbone" else "f_clip"]
-                           @ d["g" if name == "backbone" else "g_clip"].t()).argmax(-1), d["y"])
-                  for k, d in (("base", b), ("new", n))} for name in ("clip", "backbone")}
+    acc = {
+        name: {
+            k: _acc(
+                (
+                    s * d["f" if name == "backbone" else "f_clip"] @ d["g" if name == "backbone" else "g_clip"].t()
+                ).argmax(-1),
+                d["y"],
+            )
+            for k, d in (("base", b), ("new", n))
+        }
+        for name in ("clip", "backbone")
+    }
     z_base = model.base_logits(b["f"], b["g"])
     z_new, b_new = model.new_logits(n["f"], n["f_clip"], n["g"], n["g_clip"])
     _, b_base = model.new_logits(b["f"], b["f_clip"], b["g"], b["g_clip"])
     shared = bool(feats.attrs.get("shares_clip_image", True))
 
-    r_train = model.train_gate(feats.feat_full.to(device), feats.feat_fg.to(device), feats.area.to(device),
-                               feats.text_backbone[torch.tensor(feats.base)].to(device))
+    r_train = model.train_gate(
+        feats.feat_full.to(device),
+        feats.feat_fg.to(device),
+        feats.area.to(device),
+        feats.text_backbone[torch.tensor(feats.base)].to(device),
+    )
     results = []
     for k, cfg in enumerate(model.configs):
         tau = cfg.tau_d
@@ -65,10 +83,16 @@ def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
             row.update({f"{name}.{key}": v for key, v in _triple(acc[name]["base"], acc[name]["new"]).items()})
         fv_base, fv_new = _acc(z_base[k].argmax(-1), b["y"]), _acc(z_new[k].argmax(-1), n["y"])
         row.update({f"fvgpt.{key}": v for key, v in _triple(fv_base, fv_new).items()})
-        row.update({"gain.hm": row["fvgpt.hm"] - row["backbone.hm"],
-                    "gate.b_base": float(b_base[k].mean()), "gate.b_new": float(b_new[k].mean()),
-                    "gate.r_mean": float(r_train[k].mean()), "gate.r_above_half": float((r_train[k] > 0.5).float().mean()),
-                    "gate.r_hist": np.histogram(r_train[k].cpu().numpy(), bins=10, range=(0, 1))[0].tolist()})
+        row.update(
+            {
+                "gain.hm": row["fvgpt.hm"] - row["backbone.hm"],
+                "gate.b_base": float(b_base[k].mean()),
+                "gate.b_new": float(b_new[k].mean()),
+                "gate.r_mean": float(r_train[k].mean()),
+                "gate.r_above_half": float((r_train[k] > 0.5).float().mean()),
+                "gate.r_hist": np.histogram(r_train[k].cpu().numpy(), bins=10, range=(0, 1))[0].tolist(),
+            }
+        )
         # Foreground shift index D_fg = KL(p_full || p_fg), over test images that have a foreground view.
         for subset, d in (("base", b), ("new", n)):
             keep = d["has_fg"]

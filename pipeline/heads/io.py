@@ -23,8 +23,13 @@ def save_heads(out_dir: Path, model: FVGPTHeads, log: list[dict], meta: dict) ->
     write_json(out_dir / CONFIG, {"config": model.configs[0].to_dict(), **meta})
     keys = list(log[0])
     with atomic_path(out_dir / LOG) as tmp:
-        tmp.write_text("\n".join([",".join(keys)] + [",".join(f"{row[k]:.6g}" if isinstance(row[k], float) else str(row[k])
-                                                               for k in keys) for row in log]) + "\n")
+        tmp.write_text(
+            "\n".join(
+                [",".join(keys)]
+                + [",".join(f"{row[k]:.6g}" if isinstance(row[k], float) else str(row[k]) for k in keys) for row in log]
+            )
+            + "\n"
+        )
 
 
 def load_heads(out_dir: Path, dim: int, logit_scale: float, device="cpu") -> FVGPTHeads:

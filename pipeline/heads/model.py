@@ -18,7 +18,6 @@ from .losses import base_loss, distillation_loss, fdc_ce, frg_bce, pc_loss
 from .signals import brg_inputs, frg_inputs, frg_target, log_probs
 from .stacked import StackedAdapter, StackedMLP
 
-
 MODULES = ("frg_gate", "visual_adapter", "text_adapter", "brg_gate")
 
 
@@ -40,18 +39,25 @@ class FVGPTHeads(torch.nn.Module):
         init = [c.adapter_init for c in configs]
         self.frg_gate = StackedMLP(gens["frg_gate"], len(c0.frg_indicators), c0.gate_hidden, 1, c0.gate_depth)
         self.visual_adapter = StackedAdapter(gens["visual_adapter"], dim, c0.adapter_hidden, init)
-        self.text_adapter = (StackedAdapter(gens["text_adapter"], dim, c0.adapter_hidden, init)
-                             if c0.adapters == "both" else None)
+        self.text_adapter = (
+            StackedAdapter(gens["text_adapter"], dim, c0.adapter_hidden, init) if c0.adapters == "both" else None
+        )
         self.brg_gate = StackedMLP(gens["brg_gate"], len(c0.brg_indicators), c0.gate_hidden, 1, c0.gate_depth)
         self.logit_scale = logit_scale
         fdc_scale = [logit_scale if c.fdc_logit_scale == "backbone" else float(c.fdc_logit_scale) for c in configs]
         per_member = {
-            "lambda_frg": [c.lambda_frg for c in configs], "lambda_d": [c.lambda_d for c in configs],
-            "lambda_new": [c.lambda_new for c in configs], "tau": [c.tau_d for c in configs],
-            "delta": [c.delta for c in configs], "area_min": [c.area_min for c in configs],
-            "area_max": [c.area_max for c in configs], "r_constant": [c.r_constant for c in configs],
-            "frg_on": [float(c.frg) for c in configs], "detach_r": [float(c.detach_r) for c in configs],
-            "kl_scale": [c.tau_d ** 2 if c.kl_tau_squared else 1.0 for c in configs], "fdc_scale": fdc_scale,
+            "lambda_frg": [c.lambda_frg for c in configs],
+            "lambda_d": [c.lambda_d for c in configs],
+            "lambda_new": [c.lambda_new for c in configs],
+            "tau": [c.tau_d for c in configs],
+            "delta": [c.delta for c in configs],
+            "area_min": [c.area_min for c in configs],
+            "area_max": [c.area_max for c in configs],
+            "r_constant": [c.r_constant for c in configs],
+            "frg_on": [float(c.frg) for c in configs],
+            "detach_r": [float(c.detach_r) for c in configs],
+            "kl_scale": [c.tau_d**2 if c.kl_tau_squared else 1.0 for c in configs],
+            "fdc_scale": fdc_scale,
         }
         for name, values in per_member.items():
             self.register_buffer(name, torch.tensor(values, dtype=torch.float32))
@@ -132,14 +138,20 @@ class FVGPTHeads(torch.nn.Module):
         terms = torch.stack([ce_fdc, bce, dist, pc_ce, pc_kl], 1) * self.loss_weights  # the switches of Table 12
         l_base = base_loss(terms[:, 0], terms[:, 1], terms[:, 2], self.lambda_frg, self.lambda_d)
         total = l_base + self.lambda_new * (terms[:, 3] + terms[:, 4])
-        parts = {"loss": total, **{name: terms[:, i] for i, name in enumerate(LOSSES)},
-                 "r": r.mean(1), "b": b.mean(1), "r_star": r_star.mean(1)}
+        parts = {
+            "loss": total,
+            **{name: terms[:, i] for i, name in enumerate(LOSSES)},
+            "r": r.mean(1),
+            "b": b.mean(1),
+            "r_star": r_star.mean(1),
+        }
         return total.sum(), {k: v.detach() for k, v in parts.items()}
 
     # --- inference ----------------------------------------------------------
     @torch.no_grad()
     def base_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """Inference on base classes (Fig. 3), [K, M, C]: z_FDC where FDC is on, the frozen backbone's where it is off."""
+        """Inference on base classes (Fig. 3), [K, M, C]: z_FDC where FDC is on, the frozen backbone's logits
+        where it is off."""
         fk = f.unsqueeze(0).expand(self.k, -1, -1)
         z_fdc = self.fdc_logits(fk, g)
         fdc_on = torch.tensor([c.fdc for c in self.configs], device=f.device).view(-1, 1, 1)

@@ -26,13 +26,21 @@ def kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
 
 def frg_inputs(logp_full: torch.Tensor, logp_fg: torch.Tensor, area: torch.Tensor, names) -> torch.Tensor:
     """FRG's inputs, Eq. (5): u = [H(p_full) - H(p_fg), cos(p_full, p_fg), A(m)], restricted to `names`."""
-    parts = {"entropy_gap": entropy(logp_full) - entropy(logp_fg), "cosine": prob_cosine(logp_full, logp_fg), "area": area}
+    parts = {
+        "entropy_gap": entropy(logp_full) - entropy(logp_fg),
+        "cosine": prob_cosine(logp_full, logp_fg),
+        "area": area,
+    }
     return torch.stack([parts[n] for n in names], -1)
 
 
 def brg_inputs(logp_full: torch.Tensor, logp_clip: torch.Tensor, names) -> torch.Tensor:
     """BRG's inputs, Eq. (13): s = [H(p_full), H(p_CLIP), cos(p_full, p_CLIP)], restricted to `names`."""
-    parts = {"entropy_full": entropy(logp_full), "entropy_clip": entropy(logp_clip), "cosine": prob_cosine(logp_full, logp_clip)}
+    parts = {
+        "entropy_full": entropy(logp_full),
+        "entropy_clip": entropy(logp_clip),
+        "cosine": prob_cosine(logp_full, logp_clip),
+    }
     return torch.stack([parts[n] for n in names], -1)
 
 

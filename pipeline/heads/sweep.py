@@ -41,13 +41,19 @@ def _parse(text: str):
 
 @dataclass
 class SweepResult:
-    table: pd.DataFrame          # one row per (config, seed)
+    table: pd.DataFrame  # one row per (config, seed)
     seconds: float
     groups: int
 
 
-def run_sweep(features_by_seed: dict[int, RunFeatures], base: HeadsConfig, rows: dict[str, dict], device="cpu", stacked: bool = True,
-              advance: Callable[[int], None] | None = None) -> SweepResult:
+def run_sweep(
+    features_by_seed: dict[int, RunFeatures],
+    base: HeadsConfig,
+    rows: dict[str, dict],
+    device="cpu",
+    stacked: bool = True,
+    advance: Callable[[int], None] | None = None,
+) -> SweepResult:
     """Train every row x seed; rows sharing a structure train as one stacked model when `stacked`."""
     records = []
     groups = 0

@@ -43,11 +43,16 @@ def _check_loss(logs: list[list[dict]], feats: RunFeatures, n: int) -> None:
         epoch = logs[bad[0]][-1]["epoch"]
         raise NonFiniteLossError(
             f"{feats.path}: the heads' loss is {logs[bad[0]][-1]['loss']} at epoch {epoch} ({len(bad)} of {len(logs)} "
-            f"configurations, {n} training images); lower heads.lr, or check the features (re-run the features stage)")
+            f"configurations, {n} training images); lower heads.lr, or check the features (re-run the features stage)"
+        )
 
 
-def train_heads(feats: RunFeatures, configs: Sequence[HeadsConfig], device: torch.device | str = "cpu",
-                advance: Callable[[int], None] | None = None) -> tuple[FVGPTHeads, list[list[dict]]]:
+def train_heads(
+    feats: RunFeatures,
+    configs: Sequence[HeadsConfig],
+    device: torch.device | str = "cpu",
+    advance: Callable[[int], None] | None = None,
+) -> tuple[FVGPTHeads, list[list[dict]]]:
     """Train K configs of one structure together. Returns the heads and, per member, one log row per epoch."""
     device = torch.device(device)
     c0 = configs[0]
@@ -70,15 +75,19 @@ def train_heads(feats: RunFeatures, configs: Sequence[HeadsConfig], device: torc
         order = torch.stack([s[torch.randperm(n, generator=gen)] for s, gen in zip(subsets, gens)]).to(device)
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, n, c0.batch_size):
-            idx = order[:, start:start + c0.batch_size]
-            loss, parts = model.losses(feat_full[v][idx], feat_fg[v][idx], feat_clip[v][idx], area[v][idx], labels[idx], g, g_clip)
+            idx = order[:, start : start + c0.batch_size]
+            loss, parts = model.losses(
+                feat_full[v][idx], feat_fg[v][idx], feat_clip[v][idx], area[v][idx], labels[idx], g, g_clip
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             for key, val in parts.items():
                 sums[key] = sums.get(key, 0) + val * idx.shape[1]
         for k in range(len(configs)):
-            logs[k].append({"epoch": epoch + 1, "lr": lr, "view": v, **{key: float(val[k]) / n for key, val in sums.items()}})
+            logs[k].append(
+                {"epoch": epoch + 1, "lr": lr, "view": v, **{key: float(val[k]) / n for key, val in sums.items()}}
+            )
         _check_loss(logs, feats, n)
         if advance:
             advance(1)

@@ -18,5 +18,5 @@ class CenterBox(Segmenter):
         mask = np.zeros((h, w), bool)
         bh, bw = max(1, round(h * self.fraction)), max(1, round(w * self.fraction))
         top, left = (h - bh) // 2, (w - bw) // 2
-        mask[top:top + bh, left:left + bw] = True
+        mask[top : top + bh, left : left + bw] = True
         return mask

@@ -17,7 +17,11 @@ class GrabCut(Segmenter):
     def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))  # GrabCut is quadratic-ish in pixels; segment small, upsample
-        small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else image
+        small = (
+            cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            if scale < 1
+            else image
+        )
         sh, sw = small.shape[:2]
         mx, my = max(1, int(sw * self.margin)), max(1, int(sh * self.margin))
         rect = (mx, my, max(1, sw - 2 * mx), max(1, sh - 2 * my))
@@ -25,10 +29,12 @@ class GrabCut(Segmenter):
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(0)  # GrabCut's GMM init is random; fix it so masks are repeatable
         try:
-            cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), mask, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
+            cv2.grabCut(
+                np.ascontiguousarray(small[..., ::-1]), mask, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT
+            )
         except cv2.error:
             # Degenerate images (flat colour, tiny) have no two colour models: fall back to the rectangle.
-            mask[rect[1]:rect[1] + rect[3], rect[0]:rect[0] + rect[2]] = cv2.GC_PR_FGD
+            mask[rect[1] : rect[1] + rect[3], rect[0] : rect[0] + rect[2]] = cv2.GC_PR_FGD
         fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
         if scale < 1:
             fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)

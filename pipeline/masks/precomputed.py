@@ -18,10 +18,23 @@ from PIL import Image
 
 from .base import MaskRequest, MissingMaskError, Segmenter, StretchedMaskWarning, same_aspect
 
-
 # Half the value range of each PIL mode a mask file may have ("auto" threshold).
-HALF_RANGE = {"1": 0, "L": 127, "P": 127, "LA": 127, "RGB": 127, "RGBA": 127, "CMYK": 127, "YCbCr": 127,
-              "I;16": 32767, "I;16B": 32767, "I;16L": 32767, "I;16N": 32767, "I": 32767, "F": 0.5}
+HALF_RANGE = {
+    "1": 0,
+    "L": 127,
+    "P": 127,
+    "LA": 127,
+    "RGB": 127,
+    "RGBA": 127,
+    "CMYK": 127,
+    "YCbCr": 127,
+    "I;16": 32767,
+    "I;16B": 32767,
+    "I;16L": 32767,
+    "I;16N": 32767,
+    "I": 32767,
+    "F": 0.5,
+}
 
 
 def binarise(im: Image.Image, threshold: float | str = "auto") -> np.ndarray:
@@ -44,8 +57,9 @@ def binarise(im: Image.Image, threshold: float | str = "auto") -> np.ndarray:
 class Precomputed(Segmenter):
     name = "precomputed"
 
-    def __init__(self, mask_dir: str, strip_image_dir: bool, extension: str, threshold: float | str,
-                 image_dir: str = "") -> None:
+    def __init__(
+        self, mask_dir: str, strip_image_dir: bool, extension: str, threshold: float | str, image_dir: str = ""
+    ) -> None:
         if threshold != "auto" and not isinstance(threshold, (int, float)):
             raise ValueError(f"masks.precomputed.threshold must be auto or a number, got {threshold!r}")
         self.mask_dir, self.image_dir = mask_dir, image_dir.strip("/")
@@ -54,7 +68,7 @@ class Precomputed(Segmenter):
     def mask_path(self, request: MaskRequest) -> Path:
         rel = request.impath
         if self.strip_image_dir and self.image_dir and rel.startswith(self.image_dir + "/"):
-            rel = rel[len(self.image_dir) + 1:]
+            rel = rel[len(self.image_dir) + 1 :]
         path = Path(self.mask_dir) / rel
         if not path.is_absolute():
             path = Path(request.root) / path
@@ -69,7 +83,9 @@ class Precomputed(Segmenter):
         h, w = image.shape[:2]
         if mask.shape != (h, w):
             if not same_aspect(mask.shape, (h, w)):
-                warnings.warn(StretchedMaskWarning(f"{path}: {mask.shape[1]}x{mask.shape[0]} mask stretched to its {w}x{h} image"))
+                warnings.warn(
+                    StretchedMaskWarning(f"{path}: {mask.shape[1]}x{mask.shape[0]} mask stretched to its {w}x{h} image")
+                )
             mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
         return mask
 
@@ -84,6 +100,8 @@ class GroundTruth(Precomputed):
 
     def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:
         if request.dataset and request.dataset != "synthetic":
-            raise ValueError(f"groundtruth masks exist only for the synthetic benchmark, not {request.dataset}; "
-                             "use precomputed, grabcut or seem")
+            raise ValueError(
+                f"groundtruth masks exist only for the synthetic benchmark, not {request.dataset}; "
+                "use precomputed, grabcut or seem"
+            )
         return super().segment(image, request)

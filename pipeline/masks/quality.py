@@ -20,11 +20,19 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def summary(store: MaskStore) -> dict:
     counts = {name: int((store.flags == code).sum()) for code, name in FLAG_NAMES.items()}
-    return {"images": len(store), **counts, "stretched": int(store.stretched.sum()), "area_mean": float(store.areas.mean()) if len(store) else None,
-            "area_median": float(np.median(store.areas)) if len(store) else None, "segmenter": str(store.attrs.get("segmenter"))}
+    return {
+        "images": len(store),
+        **counts,
+        "stretched": int(store.stretched.sum()),
+        "area_mean": float(store.areas.mean()) if len(store) else None,
+        "area_median": float(np.median(store.areas)) if len(store) else None,
+        "segmenter": str(store.attrs.get("segmenter")),
+    }
 
 
-def iou_against_groundtruth(requests: Sequence[MaskRequest], segmenters: dict[str, dict], store: MaskStore | None = None) -> dict:
+def iou_against_groundtruth(
+    requests: Sequence[MaskRequest], segmenters: dict[str, dict], store: MaskStore | None = None
+) -> dict:
     """Mean IoU of each named segmenter (and of the store, if given) against the synthetic ground truth."""
     truth = create_segmenter("groundtruth")
     scores: dict[str, list[float]] = {name: [] for name in segmenters}

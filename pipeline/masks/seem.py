@@ -31,9 +31,11 @@ PROMPTS = {
 }
 DEFAULT_PROMPT = "The [CLASS]."
 
-INSTALL = ("SEEM is not importable. Clone https://github.com/UX-Decoder/Segment-Everything-Everywhere-All-At-Once, "
-           "install its requirements, add it to PYTHONPATH, download a checkpoint (e.g. seem_focall_v1.pt) and set "
-           "masks.seem.checkpoint and masks.seem.config; or choose masks.segmenter: grabcut / precomputed.")
+INSTALL = (
+    "SEEM is not importable. Clone https://github.com/UX-Decoder/Segment-Everything-Everywhere-All-At-Once, "
+    "install its requirements, add it to PYTHONPATH, download a checkpoint (e.g. seem_focall_v1.pt) and set "
+    "masks.seem.checkpoint and masks.seem.config; or choose masks.segmenter: grabcut / precomputed."
+)
 
 
 def prompt_for(dataset: str, classname: str) -> str:
@@ -56,18 +58,23 @@ class Seem(Segmenter):
         import torch
 
         self.torch = torch
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+        self.device = torch.device(
+            "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+        )
         opt = load_opt([config])
         opt["device"] = str(self.device)
         self.model = base_model(opt, build_model(opt)).from_pretrained(checkpoint).eval().to(self.device)
 
     def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:
         h, w = image.shape[:2]
-        batch = [{
-            "image": self.torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device),
-            "height": h, "width": w,
-            "groundings": {"texts": [prompt_for(request.dataset, request.classname)]},
-        }]
+        batch = [
+            {
+                "image": self.torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device),
+                "height": h,
+                "width": w,
+                "groundings": {"texts": [prompt_for(request.dataset, request.classname)]},
+            }
+        ]
         with self.torch.no_grad():
             out = self.model.model.evaluate_grounding(batch, mode="grounding_refcoco")
         masks = out[0]["grounding_mask"]

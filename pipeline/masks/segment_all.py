@@ -57,12 +57,22 @@ def _segment_one(request: MaskRequest):
     stretched = any(issubclass(w.category, StretchedMaskWarning) for w in caught)
     mask = np.asarray(mask, bool)
     if mask.shape != image.shape[:2]:
-        raise ValueError(f"segmenter {_WORKER['segmenter'].name} returned a {mask.shape} mask for {request.path} ({image.shape[:2]})")
+        raise ValueError(
+            f"segmenter {_WORKER['segmenter'].name} returned a {mask.shape} mask for {request.path} ({image.shape[:2]})"
+        )
     return request.impath, resize_shorter(mask, _WORKER["size"]), float(mask.mean()), flag_of(mask), "", stretched
 
 
-def segment_all(requests: Iterable[MaskRequest], writer: MaskStoreWriter, name: str, cfg: dict, missing_policy: str = "fail",
-                workers: int = 1, batch: int = 64, advance: Callable[[int], None] | None = None) -> SegmentResult:
+def segment_all(
+    requests: Iterable[MaskRequest],
+    writer: MaskStoreWriter,
+    name: str,
+    cfg: dict,
+    missing_policy: str = "fail",
+    workers: int = 1,
+    batch: int = 64,
+    advance: Callable[[int], None] | None = None,
+) -> SegmentResult:
     """Fill `writer` with a mask per request not already in it.
 
     missing_policy: `fail` collects every missing mask file (the caller raises,
@@ -115,7 +125,9 @@ def _in_workers(todo: list[MaskRequest], workers: int, name: str, cfg: dict, siz
     try:
         yield from pool.map(_segment_one, todo, chunksize=8)
     except BrokenProcessPool as err:
-        raise SegmenterWorkerError(f"a masks worker process died ({err}); the masks done so far are kept, "
-                                   "re-run to resume (fewer masks.workers if it ran out of memory)") from None
+        raise SegmenterWorkerError(
+            f"a masks worker process died ({err}); the masks done so far are kept, "
+            "re-run to resume (fewer masks.workers if it ran out of memory)"
+        ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # workers finish their chunk, then let go of the files

@@ -64,8 +64,11 @@ class MaskStoreWriter:
         if self.tmp.exists():
             try:
                 f = h5py.File(self.tmp, "a")
-                if (f.attrs.get("fingerprint") == attrs.get("fingerprint") and f.attrs.get("store_size") == self.size
-                        and "stretched" in f):
+                if (
+                    f.attrs.get("fingerprint") == attrs.get("fingerprint")
+                    and f.attrs.get("store_size") == self.size
+                    and "stretched" in f
+                ):
                     n = int(f.attrs["n_committed"])
                     for name in ROW_DATASETS:
                         f[name].resize((n,) + f[name].shape[1:])
@@ -103,9 +106,14 @@ class MaskStoreWriter:
         offsets = start + np.concatenate([[0], np.cumsum([len(p) for p in packed])[:-1]])
         f["packed"].resize((start + sum(len(p) for p in packed),))
         f["packed"][start:] = np.concatenate(packed)
-        for name, values in (("impath", [r[0] for r in rows]), ("shape", [r[1].shape for r in rows]), ("offset", offsets),
-                             ("area", [r[2] for r in rows]), ("flag", [r[3] for r in rows]),
-                             ("stretched", [bool(r[4]) if len(r) > 4 else False for r in rows])):
+        for name, values in (
+            ("impath", [r[0] for r in rows]),
+            ("shape", [r[1].shape for r in rows]),
+            ("offset", offsets),
+            ("area", [r[2] for r in rows]),
+            ("flag", [r[3] for r in rows]),
+            ("stretched", [bool(r[4]) if len(r) > 4 else False for r in rows]),
+        ):
             ds = f[name]
             ds.resize((n + len(rows),) + ds.shape[1:])
             ds[n:] = np.asarray(values, dtype=object if name == "impath" else ds.dtype)
@@ -134,16 +142,22 @@ class MaskStore:
         try:
             self._read()
         except (OSError, KeyError) as err:  # truncated, bit-flipped (checksum) or not a mask store at all
-            raise MaskStoreError(f"{self.path} is not a readable mask store ({err}); delete it and re-run the masks stage") from err
+            raise MaskStoreError(
+                f"{self.path} is not a readable mask store ({err}); delete it and re-run the masks stage"
+            ) from err
         if not np.isfinite(self.areas).all():
-            raise MaskStoreError(f"{self.path}: {int((~np.isfinite(self.areas)).sum())} mask areas are not finite; "
-                                 "delete it and re-run the masks stage")
+            raise MaskStoreError(
+                f"{self.path}: {int((~np.isfinite(self.areas)).sum())} mask areas are not finite; "
+                "delete it and re-run the masks stage"
+            )
         self.index = {p: i for i, p in enumerate(self.impaths)}
 
     def _read(self) -> None:
         with h5py.File(self.path, "r") as f:
             if f.attrs.get("schema") != SCHEMA:
-                raise MaskStoreError(f"{self.path}: mask store schema {f.attrs.get('schema')} != {SCHEMA}; re-run the masks stage")
+                raise MaskStoreError(
+                    f"{self.path}: mask store schema {f.attrs.get('schema')} != {SCHEMA}; re-run the masks stage"
+                )
             self.attrs = dict(f.attrs)
             n = int(f.attrs["n_committed"])
             self.impaths = list(f["impath"].asstr()[:n])
@@ -162,14 +176,16 @@ class MaskStore:
 
     def _row(self, impath: str) -> int:
         if impath not in self.index:
-            raise KeyError(f"{self.path} has no mask for {impath}; re-run the masks stage for the current seeds/settings")
+            raise KeyError(
+                f"{self.path} has no mask for {impath}; re-run the masks stage for the current seeds/settings"
+            )
         return self.index[impath]
 
     def mask(self, impath: str) -> np.ndarray:
         i = self._row(impath)
         h, w = self.shapes[i]
         n = h * w
-        bits = np.unpackbits(self.packed[self.offsets[i]: self.offsets[i] + (n + 7) // 8])[:n]
+        bits = np.unpackbits(self.packed[self.offsets[i] : self.offsets[i] + (n + 7) // 8])[:n]
         return bits.reshape(h, w).astype(bool)
 
     def area(self, impath: str) -> float:

@@ -151,17 +151,30 @@ def _build(name: str, pretrained: str, allow_download: bool, cache_dir: str | No
         except RuntimeError as err:
             if "state_dict" in str(err):
                 raise CheckpointError(f"{path} is not a {name} checkpoint: {_mismatch_summary(str(err))}") from err
-            raise CheckpointError(f"cannot read checkpoint {path} ({err}); the file may be truncated: fetch it again") from err
+            raise CheckpointError(
+                f"cannot read checkpoint {path} ({err}); the file may be truncated: fetch it again"
+            ) from err
         except (EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
-            raise CheckpointError(f"cannot read checkpoint {path} ({err}); the file may be truncated: fetch it again") from err
+            raise CheckpointError(
+                f"cannot read checkpoint {path} ({err}); the file may be truncated: fetch it again"
+            ) from err
     if _looks_like_path(pretrained):
-        hint = "run `dvc repro pretrain` (or `fvgpt pretrain`)" if "data/models" in pretrained else "put the checkpoint there or fix clip.pretrained"
+        hint = (
+            "run `dvc repro pretrain` (or `fvgpt pretrain`)"
+            if "data/models" in pretrained
+            else "put the checkpoint there or fix clip.pretrained"
+        )
         raise ModelNotFoundError(f"clip.pretrained file {path} not found: {hint}.")
     return _from_tag(name, pretrained, allow_download, cache_dir)
 
 
-def load_clip(name: str, pretrained: str | None = None, device: str | torch.device = "cpu",
-              allow_download: bool = False, cache_dir: str | None = None) -> ClipModel:
+def load_clip(
+    name: str,
+    pretrained: str | None = None,
+    device: str | torch.device = "cpu",
+    allow_download: bool = False,
+    cache_dir: str | None = None,
+) -> ClipModel:
     """A frozen, eval-mode CLIP on `device` with its tokenizer and preprocessing constants."""
     model = _build(name, str(pretrained or ""), allow_download, cache_dir)
     model = model.to(device).eval().requires_grad_(False)

@@ -89,7 +89,9 @@ def example_views(examples: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]
             axes[i][j].axis("off")
         axes[0][j].set_title(title, fontsize=7)
     for i, label in enumerate(("image", "mask", "foreground")):
-        axes[i][0].text(-0.1, 0.5, label, transform=axes[i][0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
+        axes[i][0].text(
+            -0.1, 0.5, label, transform=axes[i][0].transAxes, rotation=90, va="center", ha="right", fontsize=8
+        )
     _save(fig, path)
 
 

@@ -21,8 +21,14 @@ def collect(metrics_path: Callable[[str, str, int], Path], datasets, backbones, 
                 path = Path(metrics_path(d, b, s))
                 if path.is_file():
                     m = json.loads(path.read_text())
-                    rows.append({"dataset": d, "backbone": b, "seed": s,
-                                 **{k: v for k, v in m.items() if isinstance(v, (int, float))}})
+                    rows.append(
+                        {
+                            "dataset": d,
+                            "backbone": b,
+                            "seed": s,
+                            **{k: v for k, v in m.items() if isinstance(v, (int, float))},
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -74,22 +80,35 @@ def average_over_datasets(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-CONVENTION = ("Base and New are means over seeds (and over datasets in the average row); HM is the harmonic mean "
-              "of those means, the paper's convention, not the mean of per-run HMs. ± is the std over seeds of "
-              "each column (for HM, of the per-seed HMs).")
+CONVENTION = (
+    "Base and New are means over seeds (and over datasets in the average row); HM is the harmonic mean "
+    "of those means, the paper's convention, not the mean of per-run HMs. ± is the std over seeds of "
+    "each column (for HM, of the per-seed HMs)."
+)
 
 
 def markdown(table: pd.DataFrame) -> str:
     """A compact Markdown table: per row, Base / New / HM of the backbone and of + FVG-PT."""
+
     def cell(r, key: str) -> str:
         std = r.get(key + "_std")
-        return f"{r[key]:.2f}" if std is None or pd.isna(std) or not r.get("seeds", 0) or r["seeds"] < 2 else f"{r[key]:.2f} ± {std:.2f}"
+        return (
+            f"{r[key]:.2f}"
+            if std is None or pd.isna(std) or not r.get("seeds", 0) or r["seeds"] < 2
+            else f"{r[key]:.2f} ± {std:.2f}"
+        )
 
     lines = [
-             "| dataset | backbone | CLIP HM | Base | New | HM | +FVG-PT Base | New | HM | ΔHM | seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+        "| dataset | backbone | CLIP HM | Base | New | HM | +FVG-PT Base | New | HM | ΔHM | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
-        cells = [cell(r, k) for k in ("clip.hm", "backbone.base", "backbone.new", "backbone.hm", "fvgpt.base", "fvgpt.new", "fvgpt.hm")]
+        cells = [
+            cell(r, k)
+            for k in ("clip.hm", "backbone.base", "backbone.new", "backbone.hm", "fvgpt.base", "fvgpt.new", "fvgpt.hm")
+        ]
         seeds = "" if pd.isna(r.get("seeds")) else int(r["seeds"])
-        lines.append(f"| {r['dataset']} | {r['backbone']} | " + " | ".join(cells) + f" | {r['fvgpt.gain_hm']:+.2f} | {seeds} |")
+        lines.append(
+            f"| {r['dataset']} | {r['backbone']} | " + " | ".join(cells) + f" | {r['fvgpt.gain_hm']:+.2f} | {seeds} |"
+        )
     return "\n".join(lines + ["", CONVENTION]) + "\n"
