@@ -20,27 +20,11 @@ from typing import Literal
 import yaml
 
 from .config_reader import ConfigError, build, check_keys, coerce, require, to_plain
+from .datasets import DATASETS
 from .datasets.synthetic import SyntheticSpec
 from .heads.config import HeadsConfig
 from .pretrain import PretrainSpec
 from .schedule import SGDRecipe
-
-# The dataset readers' names (pipeline.datasets.DATASETS; a test keeps the two equal).
-DATASETS = (
-    "imagenet",
-    "caltech101",
-    "oxford_pets",
-    "stanford_cars",
-    "oxford_flowers",
-    "food101",
-    "fgvc_aircraft",
-    "sun397",
-    "dtd",
-    "eurosat",
-    "ucf101",
-    "imagefolder",
-    "synthetic",
-)
 
 
 def _registries():

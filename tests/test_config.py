@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline import paths
-from pipeline.config import DATASETS, Params, load_params, parse_params
+from pipeline.config import Params, load_params, parse_params
 from pipeline.config_reader import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,12 +94,6 @@ def test_an_unknown_backbone_section_is_named():
     data["backbone"]["kgcop"] = {}
     with pytest.raises(ConfigError, match=r"backbone\.kgcop: unknown key; did you mean backbone\.kgcoop\?"):
         parse_params(data)
-
-
-def test_dataset_names_match_the_readers():
-    from pipeline.datasets import DATASETS as READERS
-
-    assert DATASETS == READERS
 
 
 def test_no_stage_declares_a_runtime_key_and_runtime_has_only_runtime_knobs():
