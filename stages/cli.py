@@ -149,5 +149,23 @@ def report(params: str = PARAMS) -> None:
     _run("report", params)
 
 
+@app.command()
+def check(params: str = PARAMS) -> None:
+    """Check the whole params file: every key known, every value of the right type and range (stages do the same)."""
+    from pipeline.config import load_params
+    from pipeline.config_reader import ConfigError
+
+    try:
+        loaded = load_params(params)
+    except ConfigError as err:
+        typer.echo(f"fvgpt check: error: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    n = len(loaded.datasets) * len(loaded.backbones) * len(loaded.seeds)
+    typer.echo(
+        f"{params}: OK ({len(loaded.datasets)} datasets x {len(loaded.backbones)} backbones x "
+        f"{len(loaded.seeds)} seeds = {n} runs)"
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -149,3 +149,19 @@ def test_no_stage_module_imports_another_stage():
                 assert module in (".", "._common") or not module.startswith(("stages", ".")), f"{path.name}: {module}"
                 if node.level and not node.module:
                     assert False, f"{path.name} imports a stage module"
+
+
+def test_fvgpt_check_names_a_typo_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    good = CliRunner().invoke(app, ["check", "-p", str(ROOT / "params.yaml")])
+    assert good.exit_code == 0 and "OK (1 datasets x 3 backbones x 3 seeds = 9 runs)" in good.output
+    bad = tmp_path / "params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("  lambda_d: 10.0", "  lambda_dd: 10.0"))
+    result = CliRunner().invoke(app, ["check", "-p", str(bad)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"fvgpt check: error: {bad}: heads.lambda_dd: unknown key; did you mean heads.lambda_d?"
+    )
