@@ -1,4 +1,4 @@
-"""heads: train FRG, FDC and BRG on one feats file's cached tensors (no CLIP forward anywhere)."""
+"""heads: train FRG, FDC and BRG on one run's feature file (cached tensors; no CLIP forward anywhere)."""
 
 from __future__ import annotations
 
