@@ -23,7 +23,6 @@ from .config_reader import ConfigError, build, check_keys, coerce, require, to_p
 from .datasets import DATASETS
 from .datasets.synthetic import SyntheticSpec
 from .heads.config import HeadsConfig
-from .pretrain import PretrainSpec
 from .schedule import SGDRecipe
 
 
@@ -33,10 +32,10 @@ def _registries():
     Kept in this one function so the DVC dependency test can tell these imports from code that computes
     a stage's outputs (a stage that uses a backbone or segmenter imports it itself).
     """
-    from .backbones import BACKBONES
+    from .backbones.settings import SETTINGS
     from .masks import SEGMENTER_NAMES
 
-    return BACKBONES, SEGMENTER_NAMES
+    return SETTINGS, SEGMENTER_NAMES
 
 
 # --- sections -----------------------------------------------------------------------------------------------
@@ -125,6 +124,38 @@ class ClipConfig:
 
 
 @dataclass(frozen=True)
+class PretrainSpec:
+    steps: int = 300  # 0 writes the untrained model (for runs on real weights)
+    batch_size: int = 256
+    pool_size: int = 6000  # distinct rendered images, re-augmented every epoch
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 30
+    image_size: int = 64
+    seed: int = 0
+    # (colour, shape) pairs never shown in pretraining, one per colour by default.
+    held_out: list[list[str]] = field(
+        default_factory=lambda: [
+            ["red", "star"],
+            ["green", "ring"],
+            ["blue", "cross"],
+            ["yellow", "hexagon"],
+            ["purple", "diamond"],
+        ]
+    )
+    eval_per_class: int = 20
+    # Share of pretraining images on a flat background. Web-scale CLIP has seen isolated objects; without
+    # these, a tiny CLIP has never seen a flat background and every foreground view is out of distribution.
+    plain_background: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.pool_size < 1 or self.eval_per_class < 1:
+            raise ValueError("pretrain.steps >= 0, batch_size, pool_size and eval_per_class >= 1")
+        if not 0 <= self.plain_background <= 1:
+            raise ValueError(f"pretrain.plain_background must be in [0, 1], got {self.plain_background}")
+
+
+@dataclass(frozen=True)
 class PretrainConfig(PretrainSpec):
     model: str = "fvgpt-tiny-rn"
 
@@ -161,9 +192,9 @@ class BackboneConfig:
                 close = difflib.get_close_matches(str(name), [*BACKBONES, "train", "overrides"], n=1)
                 hint = f"did you mean {where}.{close[0]}?" if close else f"known backbones: {', '.join(BACKBONES)}"
                 raise ConfigError(f"{where}.{name}: unknown key; {hint}")
-            settings[name] = build(BACKBONES[name].Settings, section, f"{where}.{name}")
-        for name, cls_ in BACKBONES.items():
-            settings.setdefault(name, cls_.Settings())
+            settings[name] = build(BACKBONES[name], section, f"{where}.{name}")
+        for name, settings_class in BACKBONES.items():
+            settings.setdefault(name, settings_class())
         for key, changes in overrides.items():
             dataset, _, backbone = key.partition("/")
             require(

@@ -10,12 +10,12 @@ not memorisation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import PretrainSpec
 from .datasets.synthetic import COLOURS, SHAPES, TINTS, background_styles, render
 
 CAPTIONS = (
@@ -24,38 +24,6 @@ CAPTIONS = (
     "a {obj} on {bg}.",
     "a {obj}.",
 )
-
-
-@dataclass(frozen=True)
-class PretrainSpec:
-    steps: int = 300  # 0 writes the untrained model (for runs on real weights)
-    batch_size: int = 256
-    pool_size: int = 6000  # distinct rendered images, re-augmented every epoch
-    lr: float = 2e-3
-    weight_decay: float = 0.1
-    warmup_steps: int = 30
-    image_size: int = 64
-    seed: int = 0
-    # (colour, shape) pairs never shown in pretraining, one per colour by default.
-    held_out: list[list[str]] = field(
-        default_factory=lambda: [
-            ["red", "star"],
-            ["green", "ring"],
-            ["blue", "cross"],
-            ["yellow", "hexagon"],
-            ["purple", "diamond"],
-        ]
-    )
-    eval_per_class: int = 20
-    # Share of pretraining images on a flat background. Web-scale CLIP has seen isolated objects; without
-    # these, a tiny CLIP has never seen a flat background and every foreground view is out of distribution.
-    plain_background: float = 0.25
-
-    def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.pool_size < 1 or self.eval_per_class < 1:
-            raise ValueError("pretrain.steps >= 0, batch_size, pool_size and eval_per_class >= 1")
-        if not 0 <= self.plain_background <= 1:
-            raise ValueError(f"pretrain.plain_background must be in [0, 1], got {self.plain_background}")
 
 
 def pretrain_styles() -> list[tuple[str, str]]:

@@ -131,3 +131,22 @@ def test_every_registered_backbone_works_from_its_params_section(clip, name, tmp
     assert torch.allclose(again.class_features(NAMES), model.class_features(NAMES), atol=1e-6)
     with pytest.raises(Exception, match=f"backbone.{name}.n_ctxx"):
         create_backbone(name, clip, "a photo of a {}.", n_ctxx=3)
+
+
+def test_every_registered_backbone_has_its_settings_in_the_light_table():
+    from pipeline.backbones.settings import SETTINGS
+
+    assert set(SETTINGS) == set(BACKBONES)
+    for name, cls in BACKBONES.items():
+        assert cls.Settings is SETTINGS[name], name
+
+
+def test_checking_params_does_not_import_torch(project_root):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pipeline.config import load_params; load_params('params.yaml'); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=project_root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # so `fvgpt check` and every stage's first check stay fast

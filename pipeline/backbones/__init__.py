@@ -1,38 +1,32 @@
-"""Prompt backbones: `create_backbone(name, clip, template, **cfg)` is the only entry point.
+"""Prompt backbones: `create_backbone(name, clip, template, **settings)` is the only entry point.
 
-PromptSRC and MMRL (deep prompts inside both encoders) register here the
-same way; they set `shares_clip_image_encoder = False` and override
-`encode_image`, and every stage after them works unchanged.
+A backbone is one file (its class) plus its registration (`registry.py`) and
+its settings dataclass (`settings.py`, kept free of torch so that checking a
+params file is fast). PromptSRC and MMRL (deep prompts inside both encoders)
+register the same way; they set `shares_clip_image_encoder = False` and
+override `encode_image`, and every stage after them works unchanged.
+
+The package imports the torch-heavy classes only when one of them is asked
+for, so `pipeline.backbones.settings` can be read on its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Sequence
+import importlib
 
-from ..config_reader import build
-from ..datasets.templates import template_for
-from ..models import ClipModel
-from .base import Backbone, template_features
-from .coop import CoOp
-from .kgcoop import KgCoOp
-from .zsclip import ZeroShotCLIP
-
-BACKBONES: dict[str, type[Backbone]] = {cls.name: cls for cls in (ZeroShotCLIP, CoOp, KgCoOp)}
+_LAZY = {
+    "BACKBONES": "registry",
+    "create_backbone": "registry",
+    "backbone_template": "registry",
+    "Backbone": "base",
+    "template_features": "base",
+}
 
 
-def create_backbone(name: str, clip: ClipModel, template: str, classnames: Sequence[str] = (), **settings) -> Backbone:
-    """Backbone `name` with its `backbone.<name>` settings, checked against its `Settings` dataclass."""
-    if name not in BACKBONES:
-        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
-    cls = BACKBONES[name]
-    checked = build(cls.Settings, settings, f"backbone.{name}")
-    return cls(clip, template, classnames=classnames, **asdict(checked))
-
-
-def backbone_template(name: str, dataset: str) -> str:
-    """The hand-written template a backbone uses on a dataset (its own table variant)."""
-    return template_for(dataset, BACKBONES[name].template_variant)
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["backbone_template", "BACKBONES", "Backbone", "create_backbone", "template_features"]

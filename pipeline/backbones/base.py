@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..models import ClipModel
+from .settings import ZeroShotSettings
 
 
 class Backbone(torch.nn.Module):
@@ -31,9 +31,9 @@ class Backbone(torch.nn.Module):
     # Which hand-written template table its prompts and prior use (pipeline.datasets.templates).
     template_variant = "coop"
 
-    @dataclass(frozen=True)
-    class Settings:
-        """The backbone's `backbone.<name>` params section; the constructor takes these fields."""
+    # The backbone's `backbone.<name>` params section (pipeline/backbones/settings.py); the constructor takes
+    # these fields.
+    Settings = ZeroShotSettings
 
     def __init__(self, clip: ClipModel, template: str, classnames: Sequence[str] = ()) -> None:
         super().__init__()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 
 from ..models import ClipModel
 from ._text import check_text_tower, encode_embeddings, token_embeddings
 from .base import Backbone
+from .settings import CoOpSettings
 
 POSITIONS = ("end", "middle", "front")
 
@@ -19,17 +19,7 @@ class CoOp(Backbone):
     name = "coop"
     train_augment = "resize"
 
-    @dataclass(frozen=True)
-    class Settings:
-        n_ctx: int = 4  # context vectors (with ctx_init: the phrase's word count)
-        ctx_init: str = ""  # "" = random N(0, init_std^2) init
-        init_std: float = 0.02
-        class_token_position: Literal["end", "middle", "front"] = "end"
-        csc: bool = False  # class-specific context (cannot describe new classes)
-
-        def __post_init__(self) -> None:
-            if self.n_ctx < 1 or self.init_std <= 0:
-                raise ValueError(f"n_ctx must be >= 1 and init_std > 0, got {self.n_ctx}, {self.init_std}")
+    Settings = CoOpSettings
 
     def __init__(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -10,6 +9,7 @@ import torch
 from ..models import ClipModel
 from .base import template_features
 from .coop import CoOp
+from .settings import KgCoOpSettings
 
 
 class KgCoOp(CoOp):
@@ -17,10 +17,7 @@ class KgCoOp(CoOp):
     train_augment = "crop_flip"
     template_variant = "kgcoop"  # KgCoOp's released trainer uses its own DTD template
 
-    @dataclass(frozen=True)
-    class Settings(CoOp.Settings):
-        ctx_init: str = "a photo of a"
-        weight: float = 2.0  # W in CE + W * (1 - cos); KgCoOp's paper uses 8.0
+    Settings = KgCoOpSettings
 
     def __init__(
         self, clip: ClipModel, template: str, weight: float = 2.0, ctx_init: str = "a photo of a", **cfg
