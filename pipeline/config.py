@@ -13,7 +13,7 @@ stage declares, so changing them never re-runs anything.
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -114,7 +114,7 @@ class MasksConfig:
 
     def settings(self, name: str) -> dict:
         """The constructor settings of segmenter `name` (groundtruth has none)."""
-        return asdict(getattr(self, name)) if hasattr(self, name) and is_dataclass(getattr(self, name)) else {}
+        return asdict(getattr(self, name)) if name in SEGMENTER_SETTINGS else {}
 
 
 @dataclass(frozen=True)

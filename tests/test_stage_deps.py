@@ -96,4 +96,6 @@ def test_the_import_walker_sees_function_level_and_relative_imports():
     assert "pipeline/heads/model.py" in files and "pipeline/schedule.py" in files  # transitive
     assert "pipeline/features/run_features.py" in files
     files = {str(p.relative_to(ROOT)) for p in project_files(ROOT / "stages" / "backbone.py")}
-    assert "pipeline/models/loading.py" in files  # imported inside a function of pipeline/models/__init__.py
+    assert "pipeline/models/loading.py" in files
+    files = {str(p.relative_to(ROOT)) for p in project_files(ROOT / "stages" / "masks.py")}
+    assert "pipeline/masks/seem.py" in files  # imported only inside create_segmenter

@@ -88,7 +88,7 @@ def _imagenet_from_preprocessed(root: Path, path: Path) -> tuple[list[Item], lis
     """Dassl's cached ImageNet lists, in their order: {"train": [Datum], "test": [Datum]}, absolute paths."""
     from .fewshot import read_dassl_pickle
 
-    raw = read_dassl_pickle(path)
+    raw = read_dassl_pickle(path, "Dassl ImageNet list", "delete it to list the image folders instead")
     out = []
     for split, folder in (("train", "train"), ("test", "val")):
         if split not in raw:

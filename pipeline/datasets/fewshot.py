@@ -118,15 +118,7 @@ def _match(items: list[Item], image_dir: str, data: list, pkl: Path) -> list[int
 
 def _read_pickle(pkl: Path) -> dict:
     fix = "delete it to sample the selection instead, or replace it with the file Dassl wrote"
-    try:
-        with open(pkl, "rb") as f:
-            raw = _DatumUnpickler(f).load()
-    except _RefusedGlobal as err:
-        raise FewShotPickleError(f"{pkl}: {err}; {fix}") from err
-    except Exception as err:  # a malformed stream can fail in many ways; all mean the same to the user
-        raise FewShotPickleError(
-            f"{pkl} is not a readable few-shot pickle ({type(err).__name__}: {err}); {fix}"
-        ) from err
+    raw = read_dassl_pickle(pkl, "few-shot pickle", fix)
     records = [raw.get(k, []) for k in ("train", "val")] if isinstance(raw, dict) else None
     if (
         records is None
@@ -173,7 +165,14 @@ def select_fewshot(data: DatasetSplits, shots: int, seed: int) -> tuple[list[int
     return dassl_fewshot(data, shots, seed)
 
 
-def read_dassl_pickle(path: Path):
-    """A pickle Dassl wrote (few-shot selections, ImageNet's preprocessed.pkl), read without Dassl."""
-    with open(path, "rb") as f:
-        return _DatumUnpickler(f).load()
+def read_dassl_pickle(path: Path, what: str, fix: str):
+    """A pickle Dassl wrote (few-shot selections, ImageNet's preprocessed.pkl), read without Dassl and without
+    running code: a refused global or a malformed stream is one FewShotPickleError naming the file, `what`
+    it should be, and `fix`."""
+    try:
+        with open(path, "rb") as f:
+            return _DatumUnpickler(f).load()
+    except _RefusedGlobal as err:
+        raise FewShotPickleError(f"{path}: {err}; {fix}") from err
+    except Exception as err:  # a malformed stream can fail in many ways; all mean the same to the user
+        raise FewShotPickleError(f"{path} is not a readable {what} ({type(err).__name__}: {err}); {fix}") from err
