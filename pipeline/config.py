@@ -38,6 +38,34 @@ def _registries():
     return SETTINGS, SEGMENTER_NAMES
 
 
+def _merge(plain: dict, changes: dict) -> dict:
+    """`plain` with `changes` laid over it, nested mappings merged key by key (so an override may set one
+    key of a segmenter's settings)."""
+    out = dict(plain)
+    for key, value in changes.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _check_dataset_overrides(config, section: str) -> None:
+    """Every key of `<section>.overrides` is a known dataset and its changes give a valid section."""
+    for dataset, changes in config.overrides.items():
+        require(dataset in DATASETS, f"{section}.overrides: unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+        require(isinstance(changes, dict), f"{section}.overrides.{dataset}: expected a mapping of {section} keys")
+        require("overrides" not in changes, f"{section}.overrides.{dataset}: an override cannot hold overrides")
+        try:
+            config.for_dataset(dataset)
+        except ConfigError as err:
+            where = f"{section}.overrides.{dataset}"
+            raise ConfigError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
+
+
+def _for_dataset(config, dataset: str, section: str):
+    changes = config.overrides.get(dataset, {})
+    plain = _merge({**to_plain(config), "overrides": {}}, changes)
+    return build(type(config), plain, f"{section}.overrides.{dataset}") if changes else replace(config, overrides={})
+
+
 # --- sections -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PrepareConfig:
@@ -45,11 +73,26 @@ class PrepareConfig:
     data_root: str = "data/DATA"  # CoOp's DATA folder
     roots: dict[str, str] = field(default_factory=dict)  # per-dataset folder override
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    overrides: dict[str, dict] = field(default_factory=dict)  # per-dataset changes, e.g. {eurosat: {shots: 8}}
 
     def __post_init__(self) -> None:
         require(self.shots >= 1, f"prepare.shots must be at least 1, got {self.shots}")
         unknown = sorted(set(self.roots) - set(DATASETS))
         require(not unknown, f"prepare.roots: unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+        _check_dataset_overrides(self, "prepare")
+
+    def for_dataset(self, dataset: str) -> PrepareConfig:
+        """The section with `overrides[dataset]` applied (and no overrides left)."""
+        return _for_dataset(self, dataset, "prepare")
+
+    def inputs(self, dataset: str) -> dict:
+        """The settings that can change `dataset`'s prepared folder, and nothing else: the built-in
+        benchmark's spec only for it, the folder only for a real dataset (so editing one dataset's settings
+        re-runs only that dataset)."""
+        cfg = self.for_dataset(dataset)
+        if dataset == "synthetic":
+            return {"shots": cfg.shots, "synthetic": to_plain(cfg.synthetic)}
+        return {"shots": cfg.shots, "data_root": cfg.data_root, "root": cfg.roots.get(dataset)}
 
 
 @dataclass(frozen=True)
@@ -105,16 +148,38 @@ class MasksConfig:
     grabcut: GrabCutSettings = field(default_factory=GrabCutSettings)
     precomputed: PrecomputedSettings = field(default_factory=PrecomputedSettings)
     seem: SeemSettings = field(default_factory=SeemSettings)
+    overrides: dict[str, dict] = field(default_factory=dict)  # per-dataset changes, e.g. {eurosat: {segmenter: center}}
 
     def __post_init__(self) -> None:
         segmenters = _registries()[1]
         for key, name in [("segmenter", self.segmenter)] + [("compare", n) for n in self.compare]:
             require(name in segmenters, f"masks.{key}: unknown segmenter {name!r}; known: {', '.join(segmenters)}")
         require(self.store_size >= 8, f"masks.store_size must be at least 8, got {self.store_size}")
+        _check_dataset_overrides(self, "masks")
 
     def settings(self, name: str) -> dict:
         """The constructor settings of segmenter `name` (groundtruth has none)."""
         return asdict(getattr(self, name)) if name in SEGMENTER_SETTINGS else {}
+
+    def for_dataset(self, dataset: str) -> MasksConfig:
+        """The section with `overrides[dataset]` applied (and no overrides left)."""
+        return _for_dataset(self, dataset, "masks")
+
+    def inputs(self, dataset: str) -> dict:
+        """The settings that can change `dataset`'s masks: its segmenter's and no other's; the comparison
+        segmenters only on the built-in benchmark, the one dataset with ground truth to compare against."""
+        cfg = self.for_dataset(dataset)
+        out = {
+            "segmenter": cfg.segmenter,
+            "settings": cfg.settings(cfg.segmenter),
+            "store_size": cfg.store_size,
+            "include_test": cfg.include_test,
+            "missing": cfg.missing,
+        }
+        if dataset == "synthetic":
+            out["compare"] = {name: cfg.settings(name) for name in cfg.compare}
+            out["compare_images"] = cfg.compare_images
+        return out
 
 
 @dataclass(frozen=True)

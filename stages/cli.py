@@ -115,15 +115,16 @@ def features(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED,
 
 
 @app.command()
-def heads(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
-    """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features."""
-    _run("heads", dataset, backbone, seed, params)
+def heads(dataset: str = DATASET, backbone: str = BACKBONE, params: str = PARAMS) -> None:
+    """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features, for every seed of `seeds`."""
+    _run("heads", dataset, backbone, params)
 
 
 @app.command()
-def evaluate(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
-    """Base/new/HM accuracy of CLIP, the backbone and backbone + FVG-PT; shift index; gate statistics."""
-    _run("evaluate", dataset, backbone, seed, params)
+def evaluate(dataset: str = DATASET, backbone: str = BACKBONE, params: str = PARAMS) -> None:
+    """Base/new/HM accuracy of CLIP, the backbone and backbone + FVG-PT; shift index; gate statistics (every
+    seed of `seeds`, one metrics file)."""
+    _run("evaluate", dataset, backbone, params)
 
 
 @app.command()

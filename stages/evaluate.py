@@ -1,4 +1,5 @@
-"""evaluate: base / new / HM for CLIP, the backbone and backbone + FVG-PT, as DVC metrics."""
+"""evaluate: base / new / HM for CLIP, the backbone and backbone + FVG-PT, for every seed of one
+dataset x backbone, written as one DVC metrics file."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ from pipeline.paths import features_path, heads_dir, metrics_path
 from ._common import start
 
 
-def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
-    start(params_file)  # checks the whole params file; evaluation itself has no settings
-    feats = RunFeatures(features_path(dataset, backbone, seed))
-    model = load_heads(heads_dir(dataset, backbone, seed), feats.feat_full.shape[-1], feats.logit_scale)
-    metrics = evaluate(model, feats)[0]
-    write_json(metrics_path(dataset, backbone, seed), metrics)
-    print(f"{dataset}/{backbone}/seed{seed}:")
-    for name in ("clip", "backbone", "fvgpt"):
-        print(
-            f"  {name:9s} base {metrics[f'{name}.base']:6.2f}  new {metrics[f'{name}.new']:6.2f}  "
-            f"hm {metrics[f'{name}.hm']:6.2f}"
-        )
+def run(dataset: str, backbone: str, params_file: str = "params.yaml") -> None:
+    params = start(params_file)  # checks the whole params file; evaluation itself has no settings
+    metrics = {}
+    for seed in params.seeds:
+        feats = RunFeatures(features_path(dataset, backbone, seed))
+        model = load_heads(heads_dir(dataset, backbone, seed), feats.feat_full.shape[-1], feats.logit_scale)
+        metrics[f"seed{seed}"] = run_metrics = evaluate(model, feats)[0]
+        print(f"{dataset}/{backbone}/seed{seed}:")
+        for name in ("clip", "backbone", "fvgpt"):
+            print(
+                f"  {name:9s} base {run_metrics[f'{name}.base']:6.2f}  new {run_metrics[f'{name}.new']:6.2f}  "
+                f"hm {run_metrics[f'{name}.hm']:6.2f}"
+            )
+    write_json(metrics_path(dataset, backbone), metrics)

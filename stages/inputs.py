@@ -1,24 +1,31 @@
-"""inputs: the fingerprint of a dataset's folder outside the repository (DVC re-runs `prepare` when it changes)."""
+"""inputs: what a dataset's prepare and masks stages depend on besides code, one small file each.
+
+`prepare.json` holds the fingerprint of the dataset's folder outside the repository and the dataset's
+effective prepare settings; `masks.json` its effective masks settings. DVC tracks these files instead of
+the whole `prepare` and `masks` sections, so an override for one dataset re-runs that dataset alone.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from pipeline.atomic import write_json
-from pipeline.datasets.inputs import dataset_inputs
-from pipeline.paths import inputs_path
+from pipeline.datasets.inputs import dataset_inputs, stage_inputs
+from pipeline.paths import masks_inputs_path, prepare_inputs_path
 
 from ._common import start
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> Path:
-    cfg = start(params_file).prepare
+    params = start(params_file)
+    cfg = params.prepare.for_dataset(dataset)
+    seeds = list(params.seeds)
     fingerprint = dataset_inputs(dataset, cfg.data_root, cfg.roots.get(dataset))
-    out = inputs_path(dataset)
-    write_json(out, fingerprint)
+    write_json(prepare_inputs_path(dataset), stage_inputs(fingerprint, params.prepare.inputs(dataset), seeds))
+    write_json(masks_inputs_path(dataset), stage_inputs(None, params.masks.inputs(dataset), seeds))
     if fingerprint["external"]:
         print(
             f"inputs of {dataset}: {fingerprint['files']} files, {fingerprint['bytes'] / 1e6:.1f} MB under "
             f"{fingerprint['root']} (fingerprint {fingerprint['digest']})"
         )
-    return out
+    return prepare_inputs_path(dataset).parent

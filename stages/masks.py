@@ -7,13 +7,14 @@ import os
 import pandas as pd
 
 from pipeline.atomic import atomic_path, write_json
+from pipeline.datasets.inputs import check_stage_inputs
 from pipeline.fingerprint import fingerprint, stat_digest
 from pipeline.manifest import read_prepared
 from pipeline.masks import MaskRequest
 from pipeline.masks.quality import area_histogram, iou_against_groundtruth, summary
 from pipeline.masks.segment_all import segment_all
 from pipeline.masks.store import MaskStore, MaskStoreWriter
-from pipeline.paths import masks_path, masks_report_dir, prepared_dir
+from pipeline.paths import masks_figure_path, masks_inputs_path, masks_path, masks_quality_path, prepared_dir
 
 from ._common import progress_bar, start
 
@@ -29,8 +30,9 @@ def mask_requests(prepared, dataset: str, seeds: list[int], include_test: bool) 
 
 def run(dataset: str, params_file: str = "params.yaml") -> None:
     params = start(params_file)
-    cfg = params.masks
+    cfg = params.masks.for_dataset(dataset)
     seeds = list(params.seeds)
+    check_stage_inputs(masks_inputs_path(dataset), params.masks.inputs(dataset), seeds)
     name = cfg.segmenter
     seg_cfg = cfg.settings(name)
     if name == "seem":
@@ -65,22 +67,20 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
         )
     path = writer.finish()
     store = MaskStore(path)
-    out = masks_report_dir(dataset)
-    out.mkdir(parents=True, exist_ok=True)
     stats = summary(store)
     stats.update(reused=result.n_reused, segmented=result.n_new)
     if dataset == "synthetic":
         compare = {k: cfg.settings(k) for k in cfg.compare}
         stats["iou"] = iou_against_groundtruth(requests[: cfg.compare_images], compare, store)
-    with atomic_path(out / "area_hist.png") as tmp:
+    with atomic_path(masks_figure_path(dataset)) as tmp:
         area_histogram(store, tmp, f"{dataset}: {name} masks, {len(store)} images")
-    write_json(out / "quality.json", stats)
+    write_json(masks_quality_path(dataset), stats)
     if stats["stretched"]:
         print(
             f"warning: {stats['stretched']} of {stats['images']} masks have another aspect ratio than their image "
             f"and were stretched to fit it (e.g. {result.stretched[:3] or 'in a resumed part'}); "
             f"check the mask files and masks.{name} "
-            "settings (listed as `stretched` in quality.json)"
+            f"settings (listed as `stretched` in {masks_quality_path(dataset)})"
         )
     print(
         f"masks for {dataset}: {stats['images']} images ({result.n_new} segmented, {result.n_reused} reused), "

@@ -7,19 +7,20 @@ from pathlib import Path
 
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.datasets import DatasetLayoutError, dataset_root, load_dataset
-from pipeline.datasets.inputs import dataset_inputs
+from pipeline.datasets.inputs import check_stage_inputs, dataset_inputs
 from pipeline.datasets.synthetic import generate
 from pipeline.datasets.validate import validate_dataset
 from pipeline.manifest import build_manifest, missing_images, write_prepared
-from pipeline.paths import prepared_dir
+from pipeline.paths import prepare_inputs_path, prepared_dir
 
 from ._common import progress_bar, start
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> Path:
     params = start(params_file)
-    cfg = params.prepare
+    cfg = params.prepare.for_dataset(dataset)
     seeds = list(params.seeds)
+    check_stage_inputs(prepare_inputs_path(dataset), params.prepare.inputs(dataset), seeds)
     out = prepared_dir(dataset)
     with atomic_dir(out) as tmp:
         if dataset == "synthetic":

@@ -38,7 +38,7 @@ def run(params_file: str = "params.yaml") -> None:
     datasets, backbones, seeds = list(params.datasets), list(params.backbones), list(params.seeds)
     runs = collect(metrics_path, datasets, backbones, seeds)
     if runs.empty:
-        raise FileNotFoundError("no metrics under data/metrics: run the evaluate stage first")
+        raise FileNotFoundError("no metrics under reports/metrics: run the evaluate stage first (`dvc repro`)")
     out = results_dir()
     out.mkdir(parents=True, exist_ok=True)
     table = base_to_new(runs)
@@ -69,7 +69,8 @@ def run(params_file: str = "params.yaml") -> None:
 def _r_hists(dataset: str, backbone: str, seeds):
     import json
 
+    p = metrics_path(dataset, backbone)
+    by_seed = json.loads(p.read_text()) if p.is_file() else {}
     for s in seeds:
-        p = metrics_path(dataset, backbone, s)
-        if p.is_file():
-            yield json.loads(p.read_text()).get("gate.r_hist", [0] * 10)
+        if f"seed{s}" in by_seed:
+            yield by_seed[f"seed{s}"].get("gate.r_hist", [0] * 10)

@@ -109,22 +109,20 @@ def test_dvc_outs_are_the_paths_pipeline_writes():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     item = {"dataset": "synthetic", "backbone": "coop", "seed": "1"}
     expected = {
-        "inputs": [paths.inputs_path("synthetic")],
+        "inputs": [paths.prepare_inputs_path("synthetic"), paths.masks_inputs_path("synthetic")],
         "prepare": [paths.prepared_dir("synthetic")],
         "masks": [
             paths.masks_path("synthetic"),
-            paths.masks_report_dir("synthetic") / "area_hist.png",
-            paths.masks_report_dir("synthetic") / "quality.json",
+            paths.masks_figure_path("synthetic"),
+            paths.masks_quality_path("synthetic"),
         ],
         "pretrain": [paths.model_checkpoint("fvgpt-tiny-rn"), paths.model_card("fvgpt-tiny-rn")],
         "backbone": [paths.backbone_dir("synthetic", "coop", 1)],
         "encode": [paths.encoded_path("synthetic")],
         "features": [paths.features_path("synthetic", "coop", 1)],
-        "heads": [
-            paths.heads_dir("synthetic", "coop", 1) / name for name in ("heads.pt", "config.json", "train_log.csv")
-        ],
-        "evaluate": [paths.metrics_path("synthetic", "coop", 1)],
-        "report": [paths.results_dir()],
+        "heads": [paths.heads_runs_dir("synthetic", "coop")],
+        "evaluate": [paths.metrics_path("synthetic", "coop")],
+        "report": [paths.summary_path(), paths.results_dir(), paths.plots_dir(), paths.figures_dir()],
     }
     assert set(stages) == set(expected)
     for name, stage in stages.items():

@@ -680,7 +680,7 @@ def _masks_killed_then(change=None) -> dict:
     if change:
         change()
     masks.run("synthetic")
-    return json.loads(Path("data/masks/synthetic.report/quality.json").read_text())
+    return json.loads(Path("reports/masks/synthetic.json").read_text())
 
 
 def test_kill_9_during_masks_resumes_bit_identically(scratch):
@@ -844,9 +844,9 @@ def test_heads_stage_checks_its_output_folder_before_training(scratch, monkeypat
 
     features.run("synthetic", "zsclip", 1)
     monkeypatch.setattr(heads, "train_heads", lambda *a, **k: pytest.fail("trained before checking the output folder"))
-    with read_only(scratch / "data/heads/synthetic/zsclip/seed1"):
-        with pytest.raises(OutputWriteError, match=r"data/heads/synthetic/zsclip/seed1 is not writable"):
-            heads.run("synthetic", "zsclip", 1)
+    with read_only(scratch / "data/heads/synthetic"):
+        with pytest.raises(OutputWriteError, match=r"data/heads/synthetic is not writable"):
+            heads.run("synthetic", "zsclip")
 
 
 def _limit_file_size():
@@ -991,7 +991,7 @@ def test_masks_stage_reports_stretched_masks(scratch, capsys):
         im.resize((im.width * 2, im.height)).save(mask_file)
     write_params(scratch, **TINY, **{"masks.segmenter": "precomputed", "masks.precomputed": {"threshold": 127}})
     masks.run("synthetic")
-    quality = json.loads(Path("data/masks/synthetic.report/quality.json").read_text())
+    quality = json.loads(Path("reports/masks/synthetic.json").read_text())
     assert quality["stretched"] == 1
     assert (
         f"warning: 1 of {quality['images']} masks have another aspect ratio than their image" in capsys.readouterr().out

@@ -44,3 +44,27 @@ def dataset_inputs(dataset: str, data_root: str | Path, root_override: str | Pat
             f"DATA folder or prepare.roots.{dataset} to the dataset folder itself."
         )
     return {"dataset": dataset, "external": True, **folder_fingerprint(root)}
+
+
+class StaleInputsError(ValueError):
+    """A stage's inputs file was written for other settings than the params file now gives."""
+
+
+def stage_inputs(fingerprint: dict | None, settings: dict, seeds: list[int]) -> dict:
+    """The content of a dataset's `data/inputs/<dataset>/<stage>.json`: what DVC tracks for that stage."""
+    return {**({"inputs": fingerprint} if fingerprint is not None else {}), "settings": settings, "seeds": seeds}
+
+
+def check_stage_inputs(path: Path, settings: dict, seeds: list[int]) -> None:
+    """Refuse to run a stage whose tracked inputs file disagrees with the params: DVC would record the run
+    against settings it did not use. No file is fine (a stage run by hand, outside DVC)."""
+    import json
+
+    if not path.is_file():
+        return
+    recorded = json.loads(path.read_text())
+    if recorded.get("settings") != settings or recorded.get("seeds") != seeds:
+        raise StaleInputsError(
+            f"{path} was written for other settings than the params file gives now; run `fvgpt inputs "
+            f"{path.parent.name}` first (`dvc repro` does)"
+        )

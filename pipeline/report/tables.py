@@ -12,23 +12,19 @@ SYSTEMS = ("clip", "backbone", "fvgpt")
 SPLITS = ("base", "new", "hm")
 
 
-def collect(metrics_path: Callable[[str, str, int], Path], datasets, backbones, seeds) -> pd.DataFrame:
-    """One row per existing run with every scalar metric; `metrics_path(dataset, backbone, seed)` locates a run."""
+def collect(metrics_path: Callable[[str, str], Path], datasets, backbones, seeds) -> pd.DataFrame:
+    """One row per existing run with every scalar metric; `metrics_path(dataset, backbone)` locates the file
+    holding each seed's metrics under `seed<k>`."""
     rows = []
     for d in datasets:
         for b in backbones:
+            path = Path(metrics_path(d, b))
+            by_seed = json.loads(path.read_text()) if path.is_file() else {}
             for s in seeds:
-                path = Path(metrics_path(d, b, s))
-                if path.is_file():
-                    m = json.loads(path.read_text())
-                    rows.append(
-                        {
-                            "dataset": d,
-                            "backbone": b,
-                            "seed": s,
-                            **{k: v for k, v in m.items() if isinstance(v, (int, float))},
-                        }
-                    )
+                m = by_seed.get(f"seed{s}")
+                if m is not None:
+                    scalars = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                    rows.append({"dataset": d, "backbone": b, "seed": s, **scalars})
     return pd.DataFrame(rows)
 
 
