@@ -1,13 +1,35 @@
-"""Plumbing shared by the stage modules: the checked params, the runtime settings, progress bars."""
+"""Plumbing shared by the stage modules: the checked params, the runtime settings, progress bars, stage logs."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import re
+import sys
+import time
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Sequence, TextIO
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+import typer
+from rich.console import Console
+from rich.file_proxy import FileProxy
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from pipeline.config import Params, load_params
+from pipeline.paths import DATA
+
+# Stage logs are deliberately not DVC outputs (dvc.yaml names none of them): they hold start times and
+# durations, which must never change an output's hash or make DVC re-run anything.
+LOGS = DATA / "logs"
 
 
 def start(params_file: str) -> Params:
@@ -20,9 +42,16 @@ def start(params_file: str) -> Params:
     return params
 
 
+# --- progress bars ---------------------------------------------------------------------------------------------
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator:
-    """Yield `advance(n)`; draws a rich bar on stderr."""
+    """Yield `advance(n)`; draws a rich bar on stdout.
+
+    In a logged run (`stage_log`) the bar draws on the console only (its redraws would fill the log), the lines
+    printed meanwhile still reach both, and the log gets the bar's final state as one line.
+    """
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -30,6 +59,147 @@ def progress_bar(description: str, total: int | None) -> Iterator:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+    log = _active_log
+    console = Console(file=log.console_out) if log else None
+    with Progress(*columns, console=console, transient=False, redirect_stdout=not log, redirect_stderr=not log) as bar:
+        task = bar.add_task(description, total=total)
+        try:
+            with log.printing_above(console) if log else contextlib.nullcontext():
+                yield lambda n=1: bar.advance(task, n)
+        finally:
+            if log:  # also when the stage fails: how far it got
+                log.write(_final_state(bar.tasks[0]))
+
+
+def _final_state(task: Task) -> str:
+    of = f"/{task.total:g}" if task.total is not None else ""
+    return f"{task.description}: {task.completed:g}{of} in {task.elapsed or 0:.1f} s\n"
+
+
+# --- stage logs ------------------------------------------------------------------------------------------------
+
+
+def log_path(stage: str, parts: Sequence) -> Path:
+    """data/logs/<stage>/<parts joined by _>.log (or <stage>.log without parts), one file name whatever the parts
+    hold (a grid spec has spaces)."""
+    name = "_".join(str(p) for p in parts if p is not None) or stage
+    return LOGS / stage / (re.sub(r"[^\w.,=+-]", "-", name) + ".log")
+
+
+class StageLog:
+    """The log file of one stage run. If it cannot be written, one warning on stderr and the stage goes on."""
+
+    def __init__(self, path: Path, stage: str, console_out: TextIO, console_err: TextIO) -> None:
+        self.path, self.stage = path, stage
+        self.console_out, self.console_err = console_out, console_err
+        self._file: TextIO | None = None
+
+    def open(self, header: str) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Line-buffered, so a killed stage leaves the lines it printed.
+            self._file = open(self.path, "w", encoding="utf-8", errors="replace", buffering=1)
+        except OSError as err:
+            self._give_up(err)
+        self.write(header)
+
+    def write(self, text: str) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(text)
+        except OSError as err:
+            self._give_up(err)
+
+    def flush(self) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.flush()
+        except OSError as err:
+            self._give_up(err)
+
+    def close(self, footer: str) -> None:
+        self.write(footer)
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+    def _give_up(self, err: OSError) -> None:
+        """Stop logging after the first failed write: a full disk or a read-only data/ must not fail a stage."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+        self._file = None
+        print(
+            f"fvgpt {self.stage}: warning: cannot write the log {self.path} ({err}); going on without it",
+            file=self.console_err,
+            flush=True,
+        )
+
+    @contextlib.contextmanager
+    def printing_above(self, console: Console) -> Iterator[None]:
+        """While a bar is live on a terminal, print the stage's lines above it (as rich does for a plain stdout)."""
+        tees = [s for s in (sys.stdout, sys.stderr) if isinstance(s, _Tee)]
+        if not console.is_terminal or not tees:
+            yield
+            return
+        plain = [t.console for t in tees]
+        for tee in tees:
+            tee.console = FileProxy(console, tee.console)
+        try:
+            yield
+        finally:
+            for tee, stream in zip(tees, plain):
+                tee.console.flush()
+                tee.console = stream
+
+
+class _Tee:
+    """A text stream writing to a console stream and to a stage log; anything else is the console stream's."""
+
+    def __init__(self, console: TextIO, log: StageLog) -> None:
+        self.console, self.log = console, log
+
+    def write(self, text: str) -> int:
+        written = self.console.write(text)  # first: a bytes probe (click's) fails here, before the log
+        self.log.write(text)
+        return written
+
+    def flush(self) -> None:
+        self.console.flush()
+        self.log.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.console, name)
+
+
+_active_log: StageLog | None = None
+
+
+@contextlib.contextmanager
+def stage_log(stage: str, parts: Sequence, command: str, params_file: str) -> Iterator[StageLog]:
+    """Copy everything the stage prints on stdout and stderr to `log_path(stage, parts)`, overwritten per run,
+    after a header line (command, params file, start time) and up to a footer line (exit status, duration)."""
+    global _active_log
+    log = StageLog(log_path(stage, parts), stage, sys.stdout, sys.stderr)
+    started = datetime.now().astimezone()
+    log.open(f"# {command} | params {params_file} | started {started.isoformat(timespec='seconds')}\n")
+    t0 = time.perf_counter()
+    sys.stdout, sys.stderr = _Tee(log.console_out, log), _Tee(log.console_err, log)
+    _active_log, status = log, 0
+    try:
+        yield log
+    except typer.Exit as err:  # the stage has said what went wrong
+        status = err.exit_code
+        raise
+    except BaseException as err:
+        status = 1
+        log.write("".join(traceback.format_exception(err)))  # the console gets the traceback from Python
+        raise
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr, _active_log = log.console_out, log.console_err, None
+        log.close(f"# exit status {status} after {time.perf_counter() - t0:.1f} s\n")

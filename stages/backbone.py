@@ -27,6 +27,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def print_epoch(row: dict) -> None:
+    """One epoch's log row as one line, printed while training goes on."""
+    print("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+
+
 def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"):
     params = start(params_file)
     device = pick_device(params.runtime.device)
@@ -66,11 +71,12 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(
             f"{backbone} on {dataset} seed {seed}: {len(train)} images, {len(base_names)} base classes, "
-            f"{n_params} learnable parameters, {recipe.epochs} epochs on {device}"
+            f"{n_params} learnable parameters, {recipe.epochs} epochs of {len(loader)} steps on {device}"
         )
-        with progress_bar(f"{backbone} epochs", recipe.epochs * len(data)) as advance:
-            log = tuning.train(model.train(), loader, base_names, recipe, device, advance)
-        for row in log:
-            print("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        # The bar advances once per optimiser step, so its total is steps, not images or epochs.
+        with progress_bar(f"{backbone} steps", recipe.epochs * len(loader)) as advance:
+            log = tuning.train(model.train(), loader, base_names, recipe, device, advance, print_epoch)
+    else:
+        print(f"{backbone} on {dataset} seed {seed}: nothing to train (no learnable parameters); writing its settings")
     with atomic_dir(backbone_dir(dataset, backbone, seed)) as tmp:
         tuning.save(tmp, model, settings, meta, log)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import typer
 
 from pipeline.atomic import OutputWriteError
+
+from ._common import stage_log
 
 app = typer.Typer(
     add_completion=False,
@@ -54,81 +58,102 @@ def _is_bad_input(err: Exception) -> bool:
     return str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_OWN_CODE)
 
 
-def _run(name: str, *args) -> None:
-    """Run a stage. A bad input ends it with one line on stderr and exit status 1 (FVGPT_TRACEBACK=1 shows the
+def _command_line(ctx: typer.Context) -> str:
+    """The command as typed (arguments, then the options that have a value), for the head of the stage's log."""
+    words = ["fvgpt", ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif value is not None and value is not False:
+            words += [param.opts[0]] + ([] if value is True else [str(value)])
+    return shlex.join(words)
+
+
+def _run(ctx: typer.Context, name: str, *args, log_parts: Sequence | None = None) -> None:
+    """Run a stage, its output copied to data/logs/<name>/<log_parts, default: args but the params file>.log.
+    A bad input ends it with one line on stderr (and in the log) and exit status 1 (FVGPT_TRACEBACK=1 shows the
     traceback)."""
-    try:
-        _stage(name).run(*args)
-    except Exception as err:
-        if not _is_bad_input(err) or os.environ.get("FVGPT_TRACEBACK"):
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        typer.echo(f"fvgpt {name}: error: {message}", err=True)
-        if isinstance(err, OutputWriteError):
-            # HDF5's exit handler crashes on a file whose last write failed: leave before it runs.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)
-        raise typer.Exit(code=1) from None
+    params_file = args[-1]
+    with stage_log(name, args[:-1] if log_parts is None else log_parts, _command_line(ctx), params_file):
+        try:
+            _stage(name).run(*args)
+        except Exception as err:
+            if not _is_bad_input(err) or os.environ.get("FVGPT_TRACEBACK"):
+                raise
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            typer.echo(f"fvgpt {name}: error: {message}", err=True)
+            if isinstance(err, OutputWriteError):
+                # HDF5's exit handler crashes on a file whose last write failed: leave before it runs.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
+            raise typer.Exit(code=1) from None
 
 
 @app.command()
-def inputs(dataset: str = DATASET, params: str = PARAMS) -> None:
-    """Fingerprint the dataset's folder outside the repository (paths, sizes, mtimes) so DVC sees it change."""
-    _run("inputs", dataset, params)
+def inputs(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
+    """Fingerprint the dataset's folder outside the repository (paths, sizes, mtimes) and write the dataset's
+    effective prepare and masks settings, so DVC re-runs exactly what changed."""
+    _run(ctx, "inputs", dataset, params)
 
 
 @app.command()
-def prepare(dataset: str = DATASET, params: str = PARAMS) -> None:
+def prepare(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
     """Read a dataset (CoOp layout, ImageFolder, or generate `synthetic`); write its manifest with few-shot columns."""
-    _run("prepare", dataset, params)
+    _run(ctx, "prepare", dataset, params)
 
 
 @app.command()
-def masks(dataset: str = DATASET, params: str = PARAMS) -> None:
+def masks(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
     """Segment the images a run needs into data/masks/<dataset>.h5 with the segmenter in `masks.segmenter`."""
-    _run("masks", dataset, params)
+    _run(ctx, "masks", dataset, params)
 
 
 @app.command()
-def encode(dataset: str = DATASET, params: str = PARAMS) -> None:
+def encode(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
     """Encode every training view and test image once with CLIP's image encoder (shared by zsclip, coop, kgcoop)."""
-    _run("encode", dataset, params)
+    _run(ctx, "encode", dataset, params)
 
 
 @app.command()
-def pretrain(params: str = PARAMS) -> None:
+def pretrain(ctx: typer.Context, params: str = PARAMS) -> None:
     """Train the built-in benchmark's tiny CLIP on synthetic image-caption pairs (data/models/)."""
-    _run("pretrain", params)
+    _run(ctx, "pretrain", params)
 
 
 @app.command()
-def backbone(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
+def backbone(
+    ctx: typer.Context, dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS
+) -> None:
     """Tune a prompt backbone on the base classes of a seed's few-shot split."""
-    _run("backbone", dataset, backbone, seed, params)
+    _run(ctx, "backbone", dataset, backbone, seed, params)
 
 
 @app.command()
-def features(dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS) -> None:
+def features(
+    ctx: typer.Context, dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS
+) -> None:
     """Write one feature file per run: its rows of the shared encodings (or its own) and its class text features."""
-    _run("features", dataset, backbone, seed, params)
+    _run(ctx, "features", dataset, backbone, seed, params)
 
 
 @app.command()
-def heads(dataset: str = DATASET, backbone: str = BACKBONE, params: str = PARAMS) -> None:
+def heads(ctx: typer.Context, dataset: str = DATASET, backbone: str = BACKBONE, params: str = PARAMS) -> None:
     """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features, for every seed of `seeds`."""
-    _run("heads", dataset, backbone, params)
+    _run(ctx, "heads", dataset, backbone, params)
 
 
 @app.command()
-def evaluate(dataset: str = DATASET, backbone: str = BACKBONE, params: str = PARAMS) -> None:
+def evaluate(ctx: typer.Context, dataset: str = DATASET, backbone: str = BACKBONE, params: str = PARAMS) -> None:
     """Base/new/HM accuracy of CLIP, the backbone and backbone + FVG-PT; shift index; gate statistics (every
     seed of `seeds`, one metrics file)."""
-    _run("evaluate", dataset, backbone, params)
+    _run(ctx, "evaluate", dataset, backbone, params)
 
 
 @app.command()
 def sweep(
+    ctx: typer.Context,
     dataset: str = DATASET,
     backbone: str = BACKBONE,
     ablation: str = typer.Option(
@@ -141,13 +166,13 @@ def sweep(
 ) -> None:
     """Train many head configurations on the cached features in one process; write reports/sweeps/*.md|csv."""
     seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    _run("sweep", dataset, backbone, ablation, grid, seed_list, sequential, params)
+    _run(ctx, "sweep", dataset, backbone, ablation, grid, seed_list, sequential, params)
 
 
 @app.command()
-def report(params: str = PARAMS) -> None:
+def report(ctx: typer.Context, params: str = PARAMS) -> None:
     """Aggregate every run into tables (CSV, Markdown) and figures under reports/."""
-    _run("report", params)
+    _run(ctx, "report", params)
 
 
 @app.command()

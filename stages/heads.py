@@ -36,9 +36,9 @@ def run(dataset: str, backbone: str, params_file: str = "params.yaml") -> None:
                 torch.manual_seed(seed)
                 feats = RunFeatures(features_path(dataset, backbone, seed))
                 print(f"{dataset}/{backbone}/seed{seed}:")
-                model, logs = train_heads(feats, [config], device, advance)
-                for row in logs[0]:
-                    print(_epoch_line(row))
+                model, logs = train_heads(
+                    feats, [config], device, advance, on_epoch=lambda rows: print(_epoch_line(rows[0]))
+                )
                 n_params = sum(p.numel() for p in model.parameters())
                 meta = {"dataset": dataset, "backbone": backbone, "seed": seed, "learnable_parameters": n_params}
                 save_heads(out / f"seed{seed}", model, logs[0], meta)

@@ -96,6 +96,24 @@ def test_training_reduces_loss_and_save_load_roundtrip(clip, tmp_path):
     assert (tmp_path / "train_log.csv").read_text().startswith("epoch,lr,loss,ce")
 
 
+def test_tuning_reports_each_epoch_as_it_ends_and_each_step_to_the_bar(clip):
+    """`on_epoch` gets each log row before the next epoch's first step; `advance` counts optimiser steps."""
+    coop = create_backbone("coop", clip, "x")
+    data = torch.utils.data.TensorDataset(torch.randn(10, 3, 32, 32), torch.arange(10) % 3)
+    loader = torch.utils.data.DataLoader(data, batch_size=4)  # 3 steps per epoch, the last one short
+    events = []
+    log = tuning.train(
+        coop,
+        loader,
+        NAMES,
+        TrainSettings(epochs=2, lr=0.1, warmup_epochs=0),
+        torch.device("cpu"),
+        advance=lambda n: events.append(("step", n)),
+        on_epoch=lambda row: events.append(("epoch", row)),
+    )
+    assert events == [("step", 1)] * 3 + [("epoch", log[0])] + [("step", 1)] * 3 + [("epoch", log[1])]
+
+
 def test_dassl_schedule():
     lrs = [epoch_lr(e, 0.0035, 10, 1, 1e-5) for e in range(11)]
     assert lrs[0] == 1e-5 and lrs[1] == pytest.approx(0.0035)

@@ -1,5 +1,6 @@
 """encode + features on the tiny model and tiny synthetic data."""
 
+import contextlib
 import logging
 
 import h5py
@@ -183,6 +184,32 @@ def test_backbone_stage_is_deterministic_on_cpu(in_project):
     assert torch.equal(first, state())
     log = (in_project / "data/backbones/synthetic/coop/seed1/train_log.csv").read_text().splitlines()
     assert log[0] == "epoch,lr,loss,ce" and len(log) == 3
+
+
+def test_backbone_bar_counts_steps_and_epochs_print_as_they_end(in_project, monkeypatch, capsys):
+    bars, events = [], []
+
+    @contextlib.contextmanager
+    def recording_bar(description, total):
+        bars.append({"description": description, "total": total, "done": 0})
+
+        def advance(n=1):
+            bars[-1]["done"] += n
+            events.append("step")
+
+        yield advance
+
+    print_epoch = backbone.print_epoch
+    monkeypatch.setattr(backbone, "progress_bar", recording_bar)
+    monkeypatch.setattr(backbone, "print_epoch", lambda row: (events.append("epoch"), print_epoch(row)))
+    backbone.run("synthetic", "coop", 1)
+    backbone.run("synthetic", "zsclip", 1)
+    [bar] = bars  # zero-shot CLIP trains nothing and draws no bar
+    assert bar["description"] == "coop steps" and bar["done"] == bar["total"] == events.count("step")
+    steps_per_epoch = bar["total"] // 2
+    assert events == (["step"] * steps_per_epoch + ["epoch"]) * 2  # tiny params: 2 epochs
+    out = capsys.readouterr().out
+    assert "  epoch 2  lr " in out and "zsclip on synthetic seed 1: nothing to train" in out
 
 
 def test_backbone_with_its_own_image_path_encodes_itself(in_project, monkeypatch):

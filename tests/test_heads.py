@@ -241,6 +241,20 @@ def test_unknown_setting_is_named():
         HeadsConfig(losses=("pc_kll",))
 
 
+def test_train_heads_reports_each_epoch_as_it_ends(feats):
+    """`on_epoch` gets one row per member right after each epoch, before the progress bar advances."""
+    configs = [HeadsConfig(epochs=3, lambda_d=1.0), HeadsConfig(epochs=3, lambda_d=20.0)]
+    events = []
+    _, logs = train_heads(
+        feats,
+        configs,
+        advance=lambda n: events.append(("advance", n)),
+        on_epoch=lambda rows: events.append(("epoch", rows)),
+    )
+    assert events == [e for epoch in range(3) for e in (("epoch", [logs[0][epoch], logs[1][epoch]]), ("advance", 1))]
+    assert logs[0][0]["loss"] != logs[1][0]["loss"]  # one row per member, in the order of `configs`
+
+
 def test_sweep_stacked_equals_sequential(tmp_path):
     from pipeline.heads.config import TABLE3
     from pipeline.heads.sweep import grid_rows, run_sweep

@@ -28,8 +28,13 @@ def train(
     recipe: SGDRecipe,
     device: torch.device,
     advance: Callable[[int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """SGD on the backbone's learnable parameters; one log row per epoch."""
+    """SGD on the backbone's learnable parameters; one log row per epoch.
+
+    `advance(1)` follows each optimiser step (epochs x len(loader) in all); `on_epoch(row)` gets each epoch's
+    log row as soon as it is made.
+    """
     params = [p for p in backbone.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     log = []
@@ -52,8 +57,10 @@ def train(
                 totals[k] = totals.get(k, 0.0) + v * len(labels)
             n += len(labels)
             if advance:
-                advance(len(labels))
+                advance(1)
         log.append({"epoch": epoch + 1, "lr": lr, **{k: v / max(n, 1) for k, v in totals.items()}})
+        if on_epoch:
+            on_epoch(log[-1])
     return log
 
 

@@ -52,8 +52,13 @@ def train_heads(
     configs: Sequence[HeadsConfig],
     device: torch.device | str = "cpu",
     advance: Callable[[int], None] | None = None,
+    on_epoch: Callable[[list[dict]], None] | None = None,
 ) -> tuple[FVGPTHeads, list[list[dict]]]:
-    """Train K configs of one structure together. Returns the heads and, per member, one log row per epoch."""
+    """Train K configs of one structure together. Returns the heads and, per member, one log row per epoch.
+
+    `advance(1)` follows each epoch (a progress bar); `on_epoch(rows)` gets that epoch's log row of each member,
+    in `configs` order, as soon as it is made, so a caller can print losses while training runs.
+    """
     device = torch.device(device)
     c0 = configs[0]
     model = FVGPTHeads(configs, feats.feat_full.shape[-1], feats.logit_scale).to(device)
@@ -88,6 +93,8 @@ def train_heads(
             logs[k].append(
                 {"epoch": epoch + 1, "lr": lr, "view": v, **{key: float(val[k]) / n for key, val in sums.items()}}
             )
+        if on_epoch:
+            on_epoch([log[-1] for log in logs])  # before the loss check, so a NaN epoch is shown too
         _check_loss(logs, feats, n)
         if advance:
             advance(1)
