@@ -55,7 +55,7 @@ def test_an_unwritable_log_folder_warns_once_and_the_stage_still_runs(project):
     assert result.stdout.startswith("inputs of imagefolder: 1 files")
     [warning] = result.stderr.splitlines()
     assert warning.startswith("fvgpt inputs: warning: cannot write the log data/logs/inputs/imagefolder.log (")
-    assert Path("data/inputs/imagefolder.json").is_file()
+    assert Path("data/inputs/imagefolder/prepare.json").is_file()
 
 
 def test_a_progress_bar_leaves_one_line_in_the_log(tmp_path, monkeypatch):
