@@ -1,0 +1,90 @@
+"""Time one heads ablation as a DVC experiment (`dvc exp run -S heads.<key>=<value>`) at two revisions.
+
+Each revision gets its own clone sharing this repository's DVC cache; both are first brought up to date
+with `dvc repro` (untimed, mostly cache checkouts), then the ablation runs at each revision in turn,
+interleaved, with a fresh value per repetition so DVC's run cache never answers in place of a run.
+After each timed run the clone goes back to its baseline (git's files plus `dvc checkout`, or a repro
+where the revision cannot restore without one; untimed).
+
+    python bench/bench_ablation.py --before <old commit> --after HEAD --repeats 3
+
+Prints the seconds of every repetition, min / median / max per revision, and the ratio of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sh(cwd: Path, *args: str, env: dict | None = None) -> str:
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(args)} failed in {cwd}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout + done.stderr
+
+
+def clone(rev: str, where: Path) -> Path:
+    sh(ROOT, "git", "clone", "-q", "--no-checkout", str(ROOT), str(where))
+    sh(where, "git", "checkout", "-q", rev)
+    sh(where, "dvc", "cache", "dir", "--local", str(ROOT / ".dvc" / "cache"))
+    sh(where, "dvc", "config", "--local", "cache.type", "hardlink,copy")
+    return where
+
+
+def restore(repo: Path, env: dict) -> None:
+    sh(repo, "git", "checkout", "-q", "--", ".")
+    sh(repo, "dvc", "checkout", "-q", env=env)
+    sh(repo, "dvc", "repro", "-q", env=env)  # a no-op where checkout restored everything
+
+
+def timed_ablation(repo: Path, key: str, value: str, env: dict) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    out = sh(repo, "dvc", "exp", "run", "-S", f"{key}={value}", env=env)
+    return time.perf_counter() - t0, len(set(re.findall(r"Running stage '([^']+)'", out)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", required=True, help="git revision timed first")
+    parser.add_argument("--after", default="HEAD", help="git revision timed second")
+    parser.add_argument("--key", default="heads.lambda_d", help="the heads key the ablation changes")
+    parser.add_argument("--values", default="5,6,7,8,9", help="one value per repetition (never the baseline's)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every stage process")
+    args = parser.parse_args()
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    values = args.values.split(",")[: args.repeats]
+    if len(values) < args.repeats:
+        raise SystemExit(f"--values gives {len(values)} values for {args.repeats} repeats")
+    seconds: dict[str, list[float]] = {args.before: [], args.after: []}
+    stages_run: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_ablation_") as tmp:
+        repos = {rev: clone(rev, Path(tmp) / f"rev{i}") for i, rev in enumerate(seconds)}
+        for rev, repo in repos.items():
+            print(f"{rev}: bringing the clone up to date (untimed) ...", flush=True)
+            sh(repo, "dvc", "repro", "-q", env=env)
+        for value in values:
+            for rev, repo in repos.items():
+                took, stages = timed_ablation(repo, args.key, value, env)
+                seconds[rev].append(took)
+                stages_run[rev] = stages
+                print(f"{rev}: {args.key}={value}: {took:.1f} s, {stages} stages run", flush=True)
+                restore(repo, env)
+    print("\n| revision | stages run | min s | median s | max s |\n|---|---|---|---|---|")
+    for rev, times in seconds.items():
+        print(f"| {rev} | {stages_run[rev]} | {min(times):.1f} | {statistics.median(times):.1f} | {max(times):.1f} |")
+    ratio = statistics.median(seconds[args.before]) / statistics.median(seconds[args.after])
+    print(f"\nmedian {args.before} / median {args.after}: {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
