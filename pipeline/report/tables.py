@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 SYSTEMS = ("clip", "backbone", "fvgpt")
@@ -76,6 +77,56 @@ def average_over_datasets(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def base_to_new_and_average(runs: pd.DataFrame) -> pd.DataFrame:
+    """`base_to_new`, followed by `average_over_datasets` when there are several datasets."""
+    table = base_to_new(runs)
+    if runs["dataset"].nunique() < 2:
+        return table
+    return pd.concat([table, average_over_datasets(runs)], ignore_index=True)
+
+
+def seed_stats(runs: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds of metrics that are not accuracies (no HM to recompute: shift index, gate scores),
+    per dataset and backbone, then an "average" row per backbone when there are several datasets, taken the way
+    `average_over_datasets` takes it: per seed over the datasets, then over seeds."""
+    cols = [c for c in cols if c in runs]
+    if not cols:
+        return runs.groupby(["dataset", "backbone"], sort=False).size().rename("seeds").reset_index()
+    table = average_runs(runs, ["dataset", "backbone"], cols, systems=()).reset_index()
+    if runs["dataset"].nunique() < 2:
+        return table
+    per_seed = runs.groupby(["backbone", "seed"], sort=False)[cols].mean().reset_index()
+    average = average_runs(per_seed, ["backbone"], cols, systems=()).reset_index()
+    average.insert(0, "dataset", "average")
+    return pd.concat([table, average], ignore_index=True)
+
+
+def _accuracies(row: pd.Series, system: str) -> dict[str, float]:
+    return {split: float(row[f"{system}.{split}"]) for split in SPLITS}
+
+
+def _summary_entry(row: pd.Series) -> dict:
+    fvgpt, backbone = _accuracies(row, "fvgpt"), _accuracies(row, "backbone")
+    return {
+        "gain": {split: fvgpt[split] - backbone[split] for split in SPLITS},
+        "fvgpt": fvgpt,
+        "backbone": backbone,
+        "clip": _accuracies(row, "clip"),
+        "seeds": int(row["seeds"]),
+    }
+
+
+def summary(runs: pd.DataFrame) -> dict:
+    """The headline numbers, nested for DVC metrics: {dataset: {backbone: {gain, fvgpt, backbone, clip, seeds}}},
+    plus {"average": {backbone: ...}} when there are several datasets. Each system's base/new/HM is the mean over
+    seeds (HM of the means, as the tables); the gain is + FVG-PT minus the backbone. Full precision: round for
+    display only."""
+    out: dict[str, dict] = {}
+    for _, row in base_to_new_and_average(runs).iterrows():
+        out.setdefault(row["dataset"], {})[row["backbone"]] = _summary_entry(row)
+    return out
+
+
 CONVENTION = (
     "Base and New are means over seeds (and over datasets in the average row); HM is the harmonic mean "
     "of those means, the paper's convention, not the mean of per-run HMs. ± is the std over seeds of "
@@ -108,3 +159,90 @@ def markdown(table: pd.DataFrame) -> str:
             f"| {r['dataset']} | {r['backbone']} | " + " | ".join(cells) + f" | {r['fvgpt.gain_hm']:+.2f} | {seeds} |"
         )
     return "\n".join(lines + ["", CONVENTION]) + "\n"
+
+
+# How Table 1 names the backbones of this pipeline; any other backbone keeps its own name.
+BACKBONE_NAMES = {"zsclip": "zero-shot CLIP", "coop": "CoOp", "kgcoop": "KgCoOp"}
+TABLE1_NOTE = (
+    "CLIP is zero-shot CLIP, listed once per dataset when its numbers are the same for every backbone. "
+    "A value without ± did not vary over seeds, or comes from one seed."
+)
+
+
+def _table1_row(row: pd.Series, system: str, method: str) -> dict:
+    out = {"dataset": row["dataset"], "method": method, "backbone": row["backbone"], "system": system}
+    for split in SPLITS:
+        out[split] = row[f"{system}.{split}"]
+        out[f"{split}_std"] = row[f"{system}.{split}_std"]
+    out["seeds"] = int(row["seeds"])
+    return out
+
+
+def _clip_is_shared(block: pd.DataFrame) -> bool:
+    """Whether CLIP's averaged numbers are the same for every backbone of a dataset (one zero-shot model, the
+    same seeds), so that Table 1 can list CLIP once."""
+    cols = [f"clip.{split}{suffix}" for split in SPLITS for suffix in ("", "_std")] + ["seeds"]
+    values = block[cols].to_numpy(dtype=float)
+    return bool(np.allclose(values, values[0], rtol=0.0, atol=1e-9))
+
+
+def _table1_block(block: pd.DataFrame) -> list[dict]:
+    shared = _clip_is_shared(block)
+    rows = [{**_table1_row(block.iloc[0], "clip", "CLIP"), "backbone": "all"}] if shared else []
+    for _, row in block.iterrows():
+        name = BACKBONE_NAMES.get(row["backbone"], row["backbone"])
+        if not shared:
+            rows.append(_table1_row(row, "clip", f"CLIP ({name})"))
+        rows += [_table1_row(row, "backbone", name), _table1_row(row, "fvgpt", "+FVG-PT")]
+    return rows
+
+
+def table1(runs: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 1: per dataset (the average over datasets first, as in the paper, when there are
+    several), the rows CLIP, then each backbone followed by its + FVG-PT, with Base / New / HM as mean and std over
+    seeds (`base_to_new`'s numbers: HM of the means)."""
+    table = base_to_new_and_average(runs)
+    order = ["average"] + [d for d in table["dataset"].unique() if d != "average"]
+    rows = []
+    for dataset in order:
+        block = table[table["dataset"] == dataset]
+        if len(block):
+            rows += _table1_block(block)
+    return pd.DataFrame(rows)
+
+
+def _table1_cell(row: pd.Series, split: str) -> str:
+    std = row[f"{split}_std"]
+    if row["seeds"] < 2 or std == 0:  # deterministic (CLIP) or one seed: a "± 0.00" would only add noise
+        return f"{row[split]:.2f}"
+    return f"{row[split]:.2f} ± {std:.2f}"
+
+
+def _seeds_text(seeds: pd.Series) -> str:
+    low, high = int(seeds.min()), int(seeds.max())
+    if low != high:
+        return f"{low} to {high} seeds"
+    return f"{high} seed" if high == 1 else f"{high} seeds"
+
+
+def _table1_title(dataset: str, block: pd.DataFrame, n_datasets: int) -> str:
+    name = f"Average over {n_datasets} datasets" if dataset == "average" else dataset
+    return f"**{name}** (mean ± std over {_seeds_text(block['seeds'])})"
+
+
+def table1_markdown(rows: pd.DataFrame) -> str:
+    """`table1`'s rows as Markdown, one table per dataset, then the averaging convention."""
+    n_datasets = rows.loc[rows["dataset"] != "average", "dataset"].nunique()
+    parts = []
+    for dataset, block in rows.groupby("dataset", sort=False):
+        lines = [_table1_title(dataset, block, n_datasets), "", "| Method | Base | New | HM |", "|---|---|---|---|"]
+        for _, row in block.iterrows():
+            lines.append(f"| {row['method']} | " + " | ".join(_table1_cell(row, s) for s in SPLITS) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts + [CONVENTION + " " + TABLE1_NOTE]) + "\n"
+
+
+def results_markdown(runs: pd.DataFrame) -> str:
+    """The report's main Markdown (reports/results/table1.md) and the README's results block: one function, so
+    the README shows exactly the report's table."""
+    return table1_markdown(table1(runs))

@@ -1,0 +1,75 @@
+"""The report stage's outputs, from a small frame of runs and hand-written heads logs: summary.json, Table 1 as
+Markdown and CSV, every run, and the long-form training log."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.paths import heads_dir, metrics_path, results_dir, summary_path
+from pipeline.report.tables import results_markdown, summary, table1, with_paper_hm
+from stages import report
+
+
+def _runs() -> pd.DataFrame:
+    rows = []
+    for d, b, s in [(d, b, s) for d in ("a", "b") for b in ("zsclip", "coop") for s in (1, 2)]:
+        row = {"dataset": d, "backbone": b, "seed": s, "clip.base": 70.0, "clip.new": 75.0}
+        row.update({"backbone.base": 60.0 + s, "backbone.new": 70.0 - s, "fvgpt.base": 63.0 + s, "fvgpt.new": 71.5})
+        rows.append(row)
+    return with_paper_hm(pd.DataFrame(rows))
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # the stage writes under reports/, relative to the project root
+    return tmp_path
+
+
+def test_write_tables_writes_the_summary_table1_and_every_run(in_tmp):
+    runs = _runs()
+    report.write_tables(runs)
+    out = results_dir()
+    assert json.loads(summary_path().read_text()) == summary(runs)
+    assert (out / "table1.md").read_text() == results_markdown(runs)
+    rows = pd.read_csv(out / "table1.csv")
+    expected = table1(runs)
+    assert (
+        list(rows["method"]) == list(expected["method"]) == ["CLIP", "zero-shot CLIP", "+FVG-PT", "CoOp", "+FVG-PT"] * 3
+    )
+    np.testing.assert_allclose(rows[["base", "new", "hm", "hm_std"]], expected[["base", "new", "hm", "hm_std"]])
+    pd.testing.assert_frame_equal(pd.read_csv(out / "runs.csv"), runs)
+    assert (out / "base_to_new.csv").is_file() and (out / "base_to_new.md").is_file()
+
+
+def _write_log(dataset: str, backbone: str, seed: int, epochs: int = 3) -> None:
+    path = heads_dir(dataset, backbone, seed) / report.TRAIN_LOG
+    path.parent.mkdir(parents=True)
+    log = pd.DataFrame({"epoch": range(1, epochs + 1), "loss": [3.0, 2.0, 1.0][:epochs], "r": 0.5, "b": 0.25})
+    log.to_csv(path, index=False)
+
+
+def test_training_logs_gather_every_run_in_long_form(in_tmp):
+    for backbone, seed in (("coop", 1), ("coop", 2), ("kgcoop", 2)):  # kgcoop seed 1 has no log
+        _write_log("a", backbone, seed)
+    logs = report.training_logs(["a"], ["coop", "kgcoop"], [1, 2])
+    assert list(logs.columns) == ["dataset", "backbone", "seed", "run", "epoch", "loss", "r", "b"]
+    assert list(dict.fromkeys(logs["run"])) == ["coop seed1", "coop seed2", "kgcoop seed2"]
+    assert len(logs) == 9 and list(logs["loss"][:3]) == [3.0, 2.0, 1.0]
+    assert report.training_logs(["a"], ["zsclip"], [1]).empty
+
+
+def test_r_histograms_sum_the_seeds_of_each_dataset_and_backbone(in_tmp):
+    path = metrics_path("a", "coop")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"seed1": {"gate.r_hist": [1] * 10}, "seed2": {"gate.r_hist": [2] * 10}}))
+    hists = report.r_histograms(["a", "b"], ["coop"], [1, 2, 3])
+    assert list(hists) == [("a", "coop")] and list(hists["a", "coop"]) == [3] * 10
+
+
+def test_examples_title_names_the_one_dataset_and_seed_shown():
+    assert report.examples_title("a", 1, 11, 6).startswith("a only (1 of 11 datasets), seed 1: ")
+    assert report.examples_title("a", 2, 1, 6).startswith("a, seed 2: ")
+    assert "first 6 classes" in report.examples_title("a", 2, 1, 6)
