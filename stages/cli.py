@@ -166,9 +166,9 @@ def sweep(
     sequential: bool = typer.Option(False, help="Train configurations one by one instead of stacked (for comparison)."),
     params: str = PARAMS,
 ) -> None:
-    """Train many head configurations on the cached features in one process; write reports/sweeps/*.md|csv."""
-    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    _run(ctx, "sweep", dataset, backbone, ablation, grid, seed_list, sequential, params)
+    """Train many head configurations on the cached features in one process; write reports/sweeps/*.md|csv|json."""
+    log_parts = [dataset, backbone, ablation or "grid", grid, seeds, "sequential" if sequential else None]
+    _run(ctx, "sweep", dataset, backbone, ablation, grid, seeds, sequential, params, log_parts=log_parts)
 
 
 @app.command()
