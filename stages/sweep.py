@@ -35,15 +35,9 @@ def run(
     """Train every row of an ablation or a grid for each seed (default: params' `seeds`; a string is --seeds')."""
     started, t0 = datetime.now().astimezone(), time.perf_counter()
     params = start(params_file)
-    if bool(ablation) == bool(grid):
-        raise ConfigError(f"give exactly one of --ablation ({', '.join(ABLATIONS)}) or --grid 'key=v1,v2 ...'")
-    if ablation and ablation not in ABLATIONS:
-        raise ConfigError(f"--ablation: unknown ablation {ablation!r}; known: {', '.join(ABLATIONS)}")
-    seeds = parse_seeds(seeds) if isinstance(seeds, str) else seeds
-    seeds = list(dict.fromkeys(seeds or params.seeds))  # a seed given twice would train twice and count once
+    seeds = list(dict.fromkeys(parse_seeds(seeds) or params.seeds))  # a seed given twice would train twice
     base = params.heads.for_run(dataset, backbone, seeds[0])
-    option = f"--ablation {ablation}" if ablation else "--grid"
-    rows = checked_rows(base, ABLATIONS[ablation] if ablation else grid_rows(grid), option)
+    rows = requested_rows(base, ablation, grid)
     name = sweep_name(dataset, backbone, ablation or "grid", base, rows, seeds)
     device = pick_device(params.runtime.device)
     features_by_seed = {s: RunFeatures(features_path(dataset, backbone, s), device) for s in seeds}
@@ -71,18 +65,31 @@ def run(
         "training_seconds": round(result.seconds, 2),
         "started": started.isoformat(timespec="seconds"),
     }
-    written = write_sweep(sweeps_dir() / name, result, summary, record, t0)
+    written = write_sweep(sweeps_dir(), name, result, summary, record, t0)
     for path in written:
         print(f"wrote {path}")
     return written[0]
 
 
-def parse_seeds(text: str) -> list[int]:
-    """`--seeds 1,2,3` as integers; anything else fails in one line."""
+def parse_seeds(seeds: list[int] | str | None) -> list[int] | None:
+    """`--seeds 1,2,3` as integers (a list passes as it is); anything else fails in one line."""
+    if not isinstance(seeds, str):
+        return seeds
     try:
-        return [int(s) for s in text.split(",")]
+        return [int(s) for s in seeds.split(",")]
     except ValueError:
-        raise ConfigError(f"--seeds: expected comma-separated integers such as 1,2,3, got {text!r}") from None
+        raise ConfigError(f"--seeds: expected comma-separated integers such as 1,2,3, got {seeds!r}") from None
+
+
+def requested_rows(base: HeadsConfig, ablation: str | None, grid: str | None) -> dict[str, dict]:
+    """The rows of the named ablation or of the grid, each checked as params.yaml's `heads` section is."""
+    if bool(ablation) == bool(grid):
+        raise ConfigError(f"give exactly one of --ablation ({', '.join(ABLATIONS)}) or --grid 'key=v1,v2 ...'")
+    if ablation and ablation not in ABLATIONS:
+        raise ConfigError(f"--ablation: unknown ablation {ablation!r}; known: {', '.join(ABLATIONS)}")
+    if ablation:
+        return checked_rows(base, ABLATIONS[ablation], f"--ablation {ablation}")
+    return checked_rows(base, grid_rows(grid), "--grid")
 
 
 def feature_file(seed: int, path: Path) -> dict:
@@ -99,10 +106,10 @@ def resolved_rows(base: HeadsConfig, rows: dict[str, dict], seeds: list[int]) ->
     ]
 
 
-def write_sweep(out: Path, result: SweepResult, summary, record: dict, t0: float) -> list[Path]:
+def write_sweep(folder: Path, name: str, result: SweepResult, summary, record: dict, t0: float) -> list[Path]:
     """The table (one row per config and seed), its summary, and last the record with the run's whole duration."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table, markdown, record_path = out.with_suffix(".csv"), out.with_suffix(".md"), out.with_suffix(".json")
+    folder.mkdir(parents=True, exist_ok=True)
+    table, markdown, record_path = (folder / f"{name}{suffix}" for suffix in (".csv", ".md", ".json"))
     with atomic_path(table) as tmp:
         result.table.to_csv(tmp, index=False)
     write_text(markdown, summary.to_markdown() + "\n")
