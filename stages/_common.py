@@ -93,6 +93,7 @@ class StageLog:
         self.path, self.stage = path, stage
         self.console_out, self.console_err = console_out, console_err
         self._file: TextIO | None = None
+        self._t0 = time.perf_counter()
 
     def open(self, header: str) -> None:
         try:
@@ -119,8 +120,9 @@ class StageLog:
         except OSError as err:
             self._give_up(err)
 
-    def close(self, footer: str) -> None:
-        self.write(footer)
+    def end(self, status: int) -> None:
+        """The footer line (exit status, duration), then close; a second call does nothing."""
+        self.write(f"# exit status {status} after {time.perf_counter() - self._t0:.1f} s\n")
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
@@ -186,7 +188,6 @@ def stage_log(stage: str, parts: Sequence, command: str, params_file: str) -> It
     log = StageLog(log_path(stage, parts), stage, sys.stdout, sys.stderr)
     started = datetime.now().astimezone()
     log.open(f"# {command} | params {params_file} | started {started.isoformat(timespec='seconds')}\n")
-    t0 = time.perf_counter()
     sys.stdout, sys.stderr = _Tee(log.console_out, log), _Tee(log.console_err, log)
     _active_log, status = log, 0
     try:
@@ -202,4 +203,4 @@ def stage_log(stage: str, parts: Sequence, command: str, params_file: str) -> It
         sys.stdout.flush()
         sys.stderr.flush()
         sys.stdout, sys.stderr, _active_log = log.console_out, log.console_err, None
-        log.close(f"# exit status {status} after {time.perf_counter() - t0:.1f} s\n")
+        log.end(status)

@@ -75,7 +75,7 @@ def _run(ctx: typer.Context, name: str, *args, log_parts: Sequence | None = None
     A bad input ends it with one line on stderr (and in the log) and exit status 1 (FVGPT_TRACEBACK=1 shows the
     traceback)."""
     params_file = args[-1]
-    with stage_log(name, args[:-1] if log_parts is None else log_parts, _command_line(ctx), params_file):
+    with stage_log(name, args[:-1] if log_parts is None else log_parts, _command_line(ctx), params_file) as log:
         try:
             _stage(name).run(*args)
         except Exception as err:
@@ -87,6 +87,7 @@ def _run(ctx: typer.Context, name: str, *args, log_parts: Sequence | None = None
                 # HDF5's exit handler crashes on a file whose last write failed: leave before it runs.
                 sys.stdout.flush()
                 sys.stderr.flush()
+                log.end(1)
                 os._exit(1)
             raise typer.Exit(code=1) from None
 
@@ -164,9 +165,9 @@ def sweep(
     sequential: bool = typer.Option(False, help="Train configurations one by one instead of stacked (for comparison)."),
     params: str = PARAMS,
 ) -> None:
-    """Train many head configurations on the cached features in one process; write reports/sweeps/*.md|csv."""
-    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    _run(ctx, "sweep", dataset, backbone, ablation, grid, seed_list, sequential, params)
+    """Train many head configurations on the cached features in one process; write reports/sweeps/*.md|csv|json."""
+    log_parts = [dataset, backbone, ablation or "grid", grid, seeds, "sequential" if sequential else None]
+    _run(ctx, "sweep", dataset, backbone, ablation, grid, seeds, sequential, params, log_parts=log_parts)
 
 
 @app.command()

@@ -875,6 +875,8 @@ def test_full_disk_during_encode_is_one_line_and_a_clean_exit(scratch):
         "fvgpt encode: error: cannot write data/encoded/synthetic.h5.partial: the file size limit is reached; "
         "free space on data/encoded and re-run (a resumable stage keeps what it finished)"
     ]
+    *_, error, footer = Path("data/logs/encode/synthetic.log").read_text().splitlines()  # it left before cleanup
+    assert error == errors[0] and footer.startswith("# exit status 1 after ")
     encode.run("synthetic")  # room again: it resumes and finishes (that a resume equals a fresh run is tested above)
     assert EncodedViews(ENCODED).train_paths
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import re
 
 import h5py
 import numpy as np
@@ -236,7 +237,8 @@ def test_sweep_command_writes_its_table(in_project):
 
     out = sweep.run("synthetic", "coop", "table3", None, [1], sequential=False)
     text = out.read_text()
-    assert out.name == "synthetic_coop_table3.md" and text.count("\n") >= 7
+    assert re.fullmatch(r"synthetic_coop_table3-[0-9a-f]{8}\.md", out.name) and text.count("\n") >= 7
+    assert out.with_suffix(".json").is_file()
     for row in ("(1) FDC", "(2) PC", "(5) full"):
         assert row in text
     with pytest.raises(ValueError, match="exactly one"):

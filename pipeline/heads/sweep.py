@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import pandas as pd
 import torch
 
+from ..config_reader import ConfigError, build
 from ..features.run_features import RunFeatures
+from ..fingerprint import fingerprint
 from ..report.tables import average_runs
 from .config import HeadsConfig
 from .evaluate import evaluate
@@ -19,15 +22,33 @@ from .train import stack_groups, train_heads
 METRIC_COLUMNS = ["backbone.base", "backbone.new", "backbone.hm", "fvgpt.base", "fvgpt.new", "fvgpt.hm", "gain.hm"]
 
 
+# What a grid may vary: every heads parameter but the seed, which --seeds sets.
+GRID_KEYS = [f.name for f in fields(HeadsConfig) if f.name != "seed"]
+
+
 def grid_rows(spec: str) -> dict[str, dict]:
-    """`"lambda_d=1,5,10 tau_d=1,2"` -> one row per combination."""
-    axes = []
+    """`"lambda_d=1,5,10 tau_d=1,2"` -> one row per combination; a key that is no heads parameter fails in one
+    line naming it and the known keys (as params.yaml does)."""
+    axes, keys = [], []
     for part in spec.split():
         key, _, values = part.partition("=")
         if not values:
-            raise ValueError(f"grid item {part!r} is not KEY=V1,V2,...")
+            raise ConfigError(f"--grid: item {part!r} is not KEY=V1,V2,...")
+        _check_grid_key(key, keys)
+        keys.append(key)
         axes.append([(key, _parse(v)) for v in values.split(",")])
     return {" ".join(f"{k}={v}" for k, v in combo): dict(combo) for combo in itertools.product(*axes)}
+
+
+def _check_grid_key(key: str, seen: list[str]) -> None:
+    if key in seen:
+        raise ConfigError(f"--grid: {key} is given twice; list all its values once, e.g. {key}=1,2")
+    if key == "seed":
+        raise ConfigError("--grid: seed is not a grid key; give the seeds with --seeds 1,2,3")
+    if key not in GRID_KEYS:
+        close = difflib.get_close_matches(key, GRID_KEYS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"--grid: unknown key {key!r}{hint}; known keys: {', '.join(GRID_KEYS)}")
 
 
 def _parse(text: str):
@@ -37,6 +58,31 @@ def _parse(text: str):
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def checked_rows(base: HeadsConfig, rows: dict[str, dict], option: str) -> dict[str, dict]:
+    """Each row's changes read as params.yaml's `heads` section is (every value of its field's type, every rule of
+    HeadsConfig), as the values that section would hold (an int for a float field becomes a float)."""
+    checked = {}
+    for name, changes in rows.items():
+        try:
+            config = build(HeadsConfig, {**base.to_dict(), **changes}, "heads")
+        except ConfigError as err:
+            raise ConfigError(f"{option} row {name!r}: {err}") from None
+        checked[name] = {key: getattr(config, key) for key in changes}
+    return checked
+
+
+def row_config(base: HeadsConfig, changes: dict, seed: int) -> HeadsConfig:
+    """The config one row trains for one seed."""
+    return base.with_(**changes, seed=seed)
+
+
+def sweep_name(dataset: str, backbone: str, label: str, base: HeadsConfig, rows: dict[str, dict], seeds) -> str:
+    """`<dataset>_<backbone>_<label>-<8 hex>`: the hash of every row's resolved config and the seeds, so another
+    grid, other seeds or other heads params never overwrite a sweep's files, and a re-run overwrites only its own."""
+    configs = {name: [row_config(base, changes, s).to_dict() for s in seeds] for name, changes in rows.items()}
+    return f"{dataset}_{backbone}_{label}-{fingerprint({'rows': configs, 'seeds': list(seeds)})[:8]}"
 
 
 @dataclass
@@ -59,7 +105,7 @@ def run_sweep(
     groups = 0
     t0 = time.perf_counter()
     for seed, feats in features_by_seed.items():
-        names, configs = list(rows), [base.with_(**changes, seed=seed) for changes in rows.values()]
+        names, configs = list(rows), [row_config(base, changes, seed) for changes in rows.values()]
         for members in stack_groups(configs) if stacked else [[i] for i in range(len(configs))]:
             groups += 1
             torch.manual_seed(seed)
