@@ -117,13 +117,21 @@ def _summary_entry(row: pd.Series) -> dict:
 
 
 def summary(runs: pd.DataFrame) -> dict:
-    """The headline numbers, nested for DVC metrics: {dataset: {backbone: {gain, fvgpt, backbone, clip, seeds}}},
+    """The headline numbers, nested for DVC metrics: {dataset: {backbone: {gain, fvgpt, backbone, clip, seeds,
+    shift_index}}} (shift_index: the foreground shift index D_fg on base test images, mean over seeds),
     plus {"average": {backbone: ...}} when there are several datasets. Each system's base/new/HM is the mean over
     seeds (HM of the means, as the tables); the gain is + FVG-PT minus the backbone. Full precision: round for
     display only."""
     out: dict[str, dict] = {}
     for _, row in base_to_new_and_average(runs).iterrows():
         out.setdefault(row["dataset"], {})[row["backbone"]] = _summary_entry(row)
+    shift = [f"shift.{system}.base" for system in ("backbone", "fvgpt")]
+    if set(shift) <= set(runs.columns):  # the paper's mechanism number next to its accuracies
+        for _, row in seed_stats(runs, shift).iterrows():
+            out[row["dataset"]][row["backbone"]]["shift_index"] = {
+                "backbone": float(row[shift[0]]),
+                "fvgpt": float(row[shift[1]]),
+            }
     return out
 
 
