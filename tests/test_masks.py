@@ -218,8 +218,9 @@ def test_unreadable_image_names_its_path(tmp_path):
 
 def test_masks_stage_declares_only_its_own_params(project_root):
     stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]
-    assert sorted(stages["masks"]["params"]) == ["masks", "seeds"]
+    assert "params" not in stages["masks"]  # its settings arrive through its dataset's inputs file
     deps = stages["masks"]["deps"]
+    assert "data/inputs/${item.dataset}/masks.json" in deps
     assert not any(
         d.startswith(("data/backbones", "data/models", "pipeline/backbones", "pipeline/models"))
         or d == "pipeline/heads"
