@@ -49,6 +49,15 @@ def build(cls, data, where: str):
         raise ConfigError(f"{where or 'params'}: {err}") from None
 
 
+# A scalar type: the Python types a YAML value may have for it, and how an error names it.
+SCALARS = {
+    bool: ((bool,), "true or false"),
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+    str: ((str,), "a string"),
+}
+
+
 def coerce(tp, value, where: str):
     """`value` as type `tp` (dataclass, bool, int, float, str, Literal, tuple, list, dict, Optional/union)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -78,22 +87,11 @@ def coerce(tp, value, where: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
+    if tp in SCALARS:
+        accepted, wanted = SCALARS[tp]
+        if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):  # True is an int
+            raise ConfigError(f"{where}: expected {wanted}, got {value!r}")
+        return float(value) if tp is float else value
     return value
 
 

@@ -20,7 +20,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
     params = start(params_file)
     cfg = params.prepare.for_dataset(dataset)
     seeds = list(params.seeds)
-    check_stage_inputs(prepare_inputs_path(dataset), params.prepare.inputs(dataset), seeds)
+    recorded = check_stage_inputs(prepare_inputs_path(dataset), params.prepare.inputs(dataset), seeds)
     out = prepared_dir(dataset)
     with atomic_dir(out) as tmp:
         if dataset == "synthetic":
@@ -48,7 +48,9 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
             print(f"warning: {w.message}")
         write_prepared(tmp, df, classes)
         # A changed file outside the repository changes this folder, so every stage after prepare re-runs.
-        write_json(tmp / "inputs.json", dataset_inputs(dataset, cfg.data_root, cfg.roots.get(dataset)))
+        # The fingerprint DVC tracked when the inputs stage wrote one (no second walk of the folder).
+        fingerprint = recorded["inputs"] if recorded else dataset_inputs(dataset, cfg.data_root, cfg.roots.get(dataset))
+        write_json(tmp / "inputs.json", fingerprint)
     n_base, n_new = len(classes["base"]), len(classes["new"])
     print(f"prepared {dataset}: {len(df)} rows, {n_base} base + {n_new} new classes, seeds {seeds} -> {out}")
     return out

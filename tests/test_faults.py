@@ -38,7 +38,7 @@ from pipeline.masks.segment_all import SegmenterWorkerError, segment_all
 from pipeline.masks.store import MaskStore, MaskStoreError, MaskStoreWriter
 from pipeline.models import load_clip
 from tests.test_datasets import make_pets
-from tests.tiny_project import ROOT, write_params
+from tests.tiny_project import ROOT, built_project, write_params
 
 # --- few-shot pickles: no code runs from a dataset file --------------------------------------------------------------
 
@@ -295,21 +295,8 @@ def test_killed_worker_stops_the_stage_and_a_rerun_completes(tmp_path, monkeypat
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """prepare, masks, backbone, encode and features of the tiny synthetic benchmark (zero-shot backbone)."""
-    from stages import backbone, encode, features, masks, prepare
-
-    root = tmp_path_factory.mktemp("faults")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        write_params(root, **TINY)
-        prepare.run("synthetic")
-        masks.run("synthetic")
-        backbone.run("synthetic", "zsclip", 1)
-        encode.run("synthetic")
-        features.run("synthetic", "zsclip", 1)
+    with built_project(tmp_path_factory.mktemp("faults"), with_features=True, **TINY) as root:
         yield root
-    finally:
-        os.chdir(cwd)
 
 
 # Smaller still than the other stage tests (one test image per class, no IoU comparison): encode runs often here.

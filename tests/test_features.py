@@ -18,28 +18,16 @@ from pipeline.manifest import read_prepared
 from pipeline.masks.store import MaskStore
 from pipeline.models import load_clip
 from pipeline.views import train_view, view_rng
-from stages import backbone, encode, features, masks, prepare
-from tests.tiny_project import write_params
+from stages import backbone, encode, features
+from tests.tiny_project import built_project
 
 logging.getLogger().setLevel(logging.ERROR)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("proj")
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        write_params(root)
-        prepare.run("synthetic")
-        masks.run("synthetic")
-        for name in ("zsclip", "coop"):
-            backbone.run("synthetic", name, 1)
+    with built_project(tmp_path_factory.mktemp("proj"), backbones=("zsclip", "coop")) as root:
         yield root
-    finally:
-        os.chdir(cwd)
 
 
 @pytest.fixture

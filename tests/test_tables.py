@@ -112,6 +112,24 @@ def test_summary_reads_gain_first_and_is_plain_json():
     assert isinstance(entry["seeds"], int) and isinstance(entry["gain"]["hm"], float)
 
 
+def test_summary_carries_the_mean_shift_index_when_runs_have_it():
+    shifts = {("a", 1): (0.2, 0.1), ("a", 2): (0.4, 0.2), ("b", 1): (0.6, 0.3), ("b", 2): (0.8, 0.5)}
+    runs = pd.DataFrame(
+        [
+            {
+                **r,
+                "shift.backbone.base": shifts[r["dataset"], r["seed"]][0],
+                "shift.fvgpt.base": shifts[r["dataset"], r["seed"]][1],
+            }
+            for r in HAND_RUNS
+        ]
+    )
+    s = summary(runs)
+    assert s["a"]["coop"]["shift_index"] == pytest.approx({"backbone": 0.3, "fvgpt": 0.15})
+    assert s["average"]["coop"]["shift_index"] == pytest.approx({"backbone": 0.5, "fvgpt": 0.275})
+    assert "shift_index" not in summary(pd.DataFrame(HAND_RUNS))["a"]["coop"]
+
+
 def test_summary_has_no_average_for_one_dataset():
     assert list(summary(pd.DataFrame(HAND_RUNS[:2]))) == ["a"]
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -43,3 +46,26 @@ def write_params(directory: Path, **overrides) -> Path:
     path = Path(directory) / "params.yaml"
     path.write_text(yaml.safe_dump(tiny_params(**overrides), sort_keys=False))
     return path
+
+
+@contextlib.contextmanager
+def built_project(root: Path, backbones=("zsclip",), with_features: bool = False, **overrides) -> Iterator[Path]:
+    """A tiny project in `root` as the working directory: params, prepare, masks and each backbone's seed-1
+    tuning; with `with_features`, also encode and each backbone's features. Stages run in this process."""
+    from stages import backbone, encode, features, masks, prepare
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        write_params(root, **overrides)
+        prepare.run("synthetic")
+        masks.run("synthetic")
+        for name in backbones:
+            backbone.run("synthetic", name, 1)
+        if with_features:
+            encode.run("synthetic")
+            for name in backbones:
+                features.run("synthetic", name, 1)
+        yield root
+    finally:
+        os.chdir(cwd)

@@ -55,16 +55,18 @@ def stage_inputs(fingerprint: dict | None, settings: dict, seeds: list[int]) -> 
     return {**({"inputs": fingerprint} if fingerprint is not None else {}), "settings": settings, "seeds": seeds}
 
 
-def check_stage_inputs(path: Path, settings: dict, seeds: list[int]) -> None:
-    """Refuse to run a stage whose tracked inputs file disagrees with the params: DVC would record the run
-    against settings it did not use. No file is fine (a stage run by hand, outside DVC)."""
+def check_stage_inputs(path: Path, settings: dict, seeds: list[int]) -> dict | None:
+    """The stage's tracked inputs file, after refusing to run a stage whose file disagrees with the params: DVC
+    would record the run against settings it did not use. None without a file (a stage run by hand, outside
+    DVC)."""
     import json
 
     if not path.is_file():
-        return
+        return None
     recorded = json.loads(path.read_text())
     if recorded.get("settings") != settings or recorded.get("seeds") != seeds:
         raise StaleInputsError(
             f"{path} was written for other settings than the params file gives now; run `fvgpt inputs "
             f"{path.parent.name}` first (`dvc repro` does)"
         )
+    return recorded

@@ -35,6 +35,13 @@ def _save(fig: Figure, path: Path) -> Figure:
     return fig
 
 
+def _finish(fig: Figure, title: str, handles: list, path: Path, legend_size: int = 8) -> Figure:
+    """The figure's title (what it shows), one legend row at the bottom, then the PNG."""
+    fig.suptitle(title, fontsize=10, wrap=True)
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=legend_size)
+    return _save(fig, path)
+
+
 def _grid(rows: int, cols: int, panel_size: tuple[float, float], **kwargs) -> tuple[Figure, np.ndarray]:
     """A rows x cols grid whose figure grows with it, with fixed margins in inches for the figure title (top) and
     legend (bottom). Fixed margins, not a layout engine: constrained or tight layout doubles the drawing time of
@@ -122,15 +129,11 @@ def accuracy_bars(table: pd.DataFrame, path: Path) -> Figure:
             ax.set_title(f"{dataset} / {backbone}", fontsize=8)
             ax.set_ylim(floor, 100)  # one scale for every panel, set on each: sharey costs O(panels²) here
         axes[i][0].set_ylabel("accuracy (%)", fontsize=8)
-    fig.suptitle(
+    title = (
         f"Base / New / HM accuracy, mean ± std over {_seeds_text(table['seeds'])} "
-        f"(HM of the mean Base and New){_average_note(datasets)}",
-        fontsize=10,
-        wrap=True,
+        f"(HM of the mean Base and New){_average_note(datasets)}"
     )
-    handles = [Patch(color=c, label=SYSTEM_LABELS[s]) for s, c in SYSTEM_COLOURS.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8)
-    return _save(fig, path)
+    return _finish(fig, title, [Patch(color=c, label=SYSTEM_LABELS[s]) for s, c in SYSTEM_COLOURS.items()], path)
 
 
 def _shift_panel(ax, rows: pd.DataFrame, subset: str) -> None:
@@ -155,17 +158,14 @@ def shift_index(shift: pd.DataFrame, path: Path) -> Figure | None:
             _shift_panel(axes[i][j], rows, subset)
             axes[i][j].set_title(f"{dataset}: {subset} test images", fontsize=8)
         axes[i][0].set_ylabel("D_fg", fontsize=8)
-    fig.suptitle(
+    title = (
         f"Foreground shift index D_fg (lower: less reliant on background), mean ± std over "
-        f"{_seeds_text(shift['seeds'])}{_average_note(datasets)}",
-        fontsize=10,
-        wrap=True,
+        f"{_seeds_text(shift['seeds'])}{_average_note(datasets)}"
     )
     handles = [
         Patch(color=SYSTEM_COLOURS[s], label=label) for s, label in (("backbone", "backbone"), ("fvgpt", "+FVG-PT"))
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8)
-    return _save(fig, path)
+    return _finish(fig, title, handles, path)
 
 
 def _with_average_hist(r_hists: dict[tuple[str, str], np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
@@ -217,15 +217,11 @@ def gate_scores(gates: pd.DataFrame, r_hists: dict[tuple[str, str], np.ndarray],
         axes[i][0].set_title(f"{dataset}: FRG trust score r (training views)", fontsize=8)
         axes[i][1].set_title(f"{dataset}: BRG weight on CLIP, mean b", fontsize=8)
         axes[i][0].set_ylabel("fraction of views", fontsize=7)
-    fig.suptitle(
-        f"Gate scores: r pooled over seeds, b mean ± std over {_seeds_text(gates['seeds'])}{_average_note(datasets)}",
-        fontsize=10,
-        wrap=True,
-    )
+    seeds = _seeds_text(gates["seeds"])
+    title = f"Gate scores: r pooled over seeds, b mean ± std over {seeds}{_average_note(datasets)}"
     handles = [Patch(color=c, label=b) for b, c in colours.items()]
     handles += [Patch(color=c, label=f"b on {subset} test") for c, subset in zip(B_COLOURS, ("base", "new"))]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7)
-    return _save(fig, path)
+    return _finish(fig, title, handles, path, legend_size=7)
 
 
 def example_views(examples: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: Path, title: str) -> Figure:
@@ -278,16 +274,8 @@ def training_curves(logs: pd.DataFrame, path: Path) -> Figure | None:
         axes[i][0].set_ylabel("per epoch", fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("epoch", fontsize=7)
-    fig.suptitle(
+    title = (
         f"FVG-PT heads training: {_names('datasets', datasets)} (rows); {_names('backbones', backbones)} (colour); "
-        f"{_names('seeds', seeds)} (one line each)",
-        fontsize=10,
-        wrap=True,
+        f"{_names('seeds', seeds)} (one line each)"
     )
-    fig.legend(
-        handles=[Patch(color=c, label=b) for b, c in colours.items()],
-        loc="lower center",
-        ncol=len(colours),
-        fontsize=8,
-    )
-    return _save(fig, path)
+    return _finish(fig, title, [Patch(color=c, label=b) for b, c in colours.items()], path)
