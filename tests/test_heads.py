@@ -155,6 +155,27 @@ def test_stacking_equals_training_alone_for_every_field(feats, field):
     )
 
 
+def test_seeds_on_their_own_feature_files_train_together_as_each_alone(tmp_path):
+    """The heads stage trains every seed of a dataset x backbone as one stack, each on its own run's features
+    (its own tuned backbone): member k must be the model training seed k alone on its file gives."""
+    files = [make_features(tmp_path / f"seed{s}.h5", seed=s) for s in (1, 2, 3)]
+    configs = [TRAINING.with_(seed=s) for s in (1, 2, 3)]
+    stacked, logs = train_heads(files, configs)
+    for k, (f, c) in enumerate(zip(files, configs)):
+        alone, alone_logs = train_heads(f, [c])
+        single = stacked.member(k)
+        for name, value in single.state_dict().items():
+            assert torch.allclose(value, alone.state_dict()[name], atol=1e-5), (k, name)
+        assert [r["loss"] for r in logs[k]] == pytest.approx([r["loss"] for r in alone_logs[0]], rel=1e-4)
+        assert _scalars(evaluate(single, f)[0]) == pytest.approx(_scalars(evaluate(alone, f)[0]), abs=1e-4)
+
+
+def test_feature_files_of_other_shapes_do_not_train_together(tmp_path):
+    files = [make_features(tmp_path / "a.h5"), make_features(tmp_path / "b.h5", views=2)]
+    with pytest.raises(ValueError, match="must have the same views"):
+        train_heads(files, [TRAINING, TRAINING.with_(seed=2)])
+
+
 @pytest.mark.parametrize(
     "change",
     [

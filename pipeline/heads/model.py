@@ -75,16 +75,19 @@ class FVGPTHeads(torch.nn.Module):
         return self.tau.view(-1, 1, 1)
 
     def adapt_text(self, g: torch.Tensor) -> torch.Tensor:
-        g = g.unsqueeze(0).expand(self.k, -1, -1)
+        """g [C, D] shared by the members, or [K, C, D] one per member -> the adapted [K, C, D]."""
+        g = g if g.dim() == 3 else g.unsqueeze(0).expand(self.k, -1, -1)
         return self.text_adapter(g) if self.text_adapter is not None else F.normalize(g, dim=-1)
 
     def fdc_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """z_FDC, Eq. (8): s_FDC f~ . g~ [K, B, C] from image features f [K, B, D] and class features g [C, D]."""
+        """z_FDC, Eq. (8): s_FDC f~ . g~ [K, B, C] from image features f [K, B, D] and class features g [C, D]
+        (or [K, C, D])."""
         return self.fdc_scale.view(-1, 1, 1) * torch.bmm(self.visual_adapter(f), self.adapt_text(g).transpose(1, 2))
 
     def frozen_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """z = s f . g of a frozen model: the backbone's z_full, or CLIP's z_CLIP, Eq. (11), with CLIP's features."""
-        return self.logit_scale * f @ g.t()
+        """z = s f . g of a frozen model: the backbone's z_full, or CLIP's z_CLIP, Eq. (11), with CLIP's features.
+        g is [C, D], or [K, C, D] with f [K, B, D]."""
+        return self.logit_scale * f @ g.transpose(-1, -2)
 
     def trust_score(self, logp_full, logp_fg, area) -> torch.Tensor:
         """FRG's trust score r = sigmoid(MLP(u)) (Sec. 3.2) with u of Eq. (5), [K, B]."""
@@ -116,7 +119,7 @@ class FVGPTHeads(torch.nn.Module):
     # --- training -----------------------------------------------------------
     def losses(self, f_full, f_fg, f_clip, area, y, g, g_clip) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """L = L_base + lambda_new L_PC (Sec. 3.4) per member for one batch: inputs [K, B, ...]; g, g_clip
-        [C_base, D]. Returns (the sum over members, to backpropagate; the terms per member [K])."""
+        [C_base, D] or [K, C_base, D]. Returns (the sum over members, to backpropagate; the terms per member [K])."""
         tau = self._tau()
         z_full, z_fg = self.frozen_logits(f_full, g), self.frozen_logits(f_fg, g)
         z_clip = self.frozen_logits(f_clip, g_clip)
@@ -146,6 +149,12 @@ class FVGPTHeads(torch.nn.Module):
             "r_star": r_star.mean(1),
         }
         return total.sum(), {k: v.detach() for k, v in parts.items()}
+
+    def member(self, k: int) -> FVGPTHeads:
+        """Member k alone, as a K = 1 model (every weight and setting has the member axis first)."""
+        single = FVGPTHeads([self.configs[k]], self.visual_adapter.w1.shape[1], self.logit_scale)
+        single.load_state_dict({name: value[k : k + 1].clone() for name, value in self.state_dict().items()})
+        return single.to(next(self.parameters()).device).eval()
 
     # --- inference ----------------------------------------------------------
     @torch.no_grad()

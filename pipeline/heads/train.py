@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -37,41 +38,100 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf: the weights after it are garbage."""
 
 
-def _check_loss(logs: list[list[dict]], feats: RunFeatures, n: int) -> None:
+def _check_loss(logs: list[list[dict]], where: str, n: int) -> None:
     bad = [k for k, log in enumerate(logs) if not math.isfinite(log[-1]["loss"])]
     if bad:
         epoch = logs[bad[0]][-1]["epoch"]
         raise NonFiniteLossError(
-            f"{feats.path}: the heads' loss is {logs[bad[0]][-1]['loss']} at epoch {epoch} ({len(bad)} of {len(logs)} "
+            f"{where}: the heads' loss is {logs[bad[0]][-1]['loss']} at epoch {epoch} ({len(bad)} of {len(logs)} "
             f"configurations, {n} training images); lower heads.lr, or check the features (re-run the features stage)"
         )
 
 
+@dataclass
+class MemberFeatures:
+    """The training tensors of K members drawn from F feature files, one file per member (`which` [K] picks it):
+    per file [F, V, N, D] features, [F, V, N] areas, [F, N] labels, and per member [K, C_base, D] text features.
+    Members sharing a file share its tensors (no copy per member)."""
+
+    feat_full: torch.Tensor
+    feat_fg: torch.Tensor
+    feat_clip: torch.Tensor
+    area: torch.Tensor
+    labels: torch.Tensor
+    which: torch.Tensor
+    g: torch.Tensor
+    g_clip: torch.Tensor
+    where: str
+
+    def batch(self, v: int, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """View v of each member's rows idx [K, B]: full, foreground and CLIP features [K, B, D], area and labels."""
+        f = self.which.view(-1, 1)
+        return (
+            self.feat_full[f, v, idx],
+            self.feat_fg[f, v, idx],
+            self.feat_clip[f, v, idx],
+            self.area[f, v, idx],
+            (self.labels[f, idx]),
+        )
+
+
+def member_features(files: Sequence[RunFeatures], device: torch.device) -> MemberFeatures:
+    """`files[k]` is member k's feature file (the same object for members that share one). The files must agree
+    in views, training images, width and base classes, as the seeds of one dataset x backbone do."""
+    distinct = list(dict.fromkeys(files))
+    shapes = {(tuple(f.feat_full.shape), tuple(f.base)) for f in distinct}
+    if len(shapes) > 1:
+        raise ValueError(
+            "feature files trained together must have the same views, training images, width and base classes: "
+            + ", ".join(f"{f.path} {tuple(f.feat_full.shape)}" for f in distinct)
+        )
+    base = torch.tensor(distinct[0].base)
+    which = torch.tensor([distinct.index(f) for f in files], device=device)
+
+    def stacked(name: str) -> torch.Tensor:
+        return torch.stack([getattr(f, name) for f in distinct]).to(device)
+
+    return MemberFeatures(
+        feat_full=stacked("feat_full"),
+        feat_fg=stacked("feat_fg"),
+        feat_clip=stacked("train_clip_full"),
+        area=stacked("area"),
+        labels=stacked("train_label"),
+        which=which,
+        g=torch.stack([f.text_backbone[base] for f in distinct]).to(device)[which],
+        g_clip=torch.stack([f.text_clip[base] for f in distinct]).to(device)[which],
+        where=", ".join(str(f.path) for f in distinct),
+    )
+
+
 def train_heads(
-    feats: RunFeatures,
+    feats: RunFeatures | Sequence[RunFeatures],
     configs: Sequence[HeadsConfig],
     device: torch.device | str = "cpu",
     advance: Callable[[int], None] | None = None,
     on_epoch: Callable[[list[dict]], None] | None = None,
 ) -> tuple[FVGPTHeads, list[list[dict]]]:
-    """Train K configs of one structure together. Returns the heads and, per member, one log row per epoch.
+    """Train K configs of one structure together, on one feature file or on one file per config (e.g. the seeds
+    of a dataset x backbone, each with its own tuned backbone). Returns the heads and, per member, one log row
+    per epoch; member k's weights and log equal those of training configs[k] alone on its file.
 
     `advance(1)` follows each epoch (a progress bar); `on_epoch(rows)` gets that epoch's log row of each member,
     in `configs` order, as soon as it is made, so a caller can print losses while training runs.
     """
     device = torch.device(device)
+    files = [feats] * len(configs) if isinstance(feats, RunFeatures) else list(feats)
+    if len(files) != len(configs):
+        raise ValueError(f"{len(files)} feature files for {len(configs)} configurations: give one, or one each")
+    data = member_features(files, device)
     c0 = configs[0]
-    model = FVGPTHeads(configs, feats.feat_full.shape[-1], feats.logit_scale).to(device)
-    feat_full, feat_fg = feats.feat_full.to(device), feats.feat_fg.to(device)
-    feat_clip, area, labels = feats.train_clip_full.to(device), feats.area.to(device), feats.train_label.to(device)
-    base = torch.tensor(feats.base, device=device)
-    g, g_clip = feats.text_backbone[base.cpu()].to(device), feats.text_clip[base.cpu()].to(device)
+    model = FVGPTHeads(configs, data.feat_full.shape[-1], files[0].logit_scale).to(device)
     gens = [torch.Generator().manual_seed(c.seed) for c in configs]
-    subsets = [shot_subset(feats.train_label, c.shot_fraction, gen) for c, gen in zip(configs, gens)]
+    subsets = [shot_subset(f.train_label, c.shot_fraction, gen) for f, c, gen in zip(files, configs, gens)]
     n = len(subsets[0])
     opt = torch.optim.SGD(model.parameters(), lr=c0.lr, momentum=c0.momentum, weight_decay=c0.weight_decay)
     logs: list[list[dict]] = [[] for _ in configs]
-    views = feat_full.shape[0]
+    views = data.feat_full.shape[1]
     for epoch in range(c0.epochs):
         lr = epoch_lr(epoch, c0.lr, c0.epochs, c0.warmup_epochs, c0.warmup_lr)
         for group in opt.param_groups:
@@ -81,9 +141,7 @@ def train_heads(
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, n, c0.batch_size):
             idx = order[:, start : start + c0.batch_size]
-            loss, parts = model.losses(
-                feat_full[v][idx], feat_fg[v][idx], feat_clip[v][idx], area[v][idx], labels[idx], g, g_clip
-            )
+            loss, parts = model.losses(*data.batch(v, idx), data.g, data.g_clip)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -95,7 +153,7 @@ def train_heads(
             )
         if on_epoch:
             on_epoch([log[-1] for log in logs])  # before the loss check, so a NaN epoch is shown too
-        _check_loss(logs, feats, n)
+        _check_loss(logs, data.where, n)
         if advance:
             advance(1)
     return model.eval(), logs
