@@ -43,7 +43,7 @@ def clone(rev: str, where: Path) -> Path:
 def restore(repo: Path, env: dict) -> None:
     sh(repo, "git", "checkout", "-q", "--", ".")
     sh(repo, "dvc", "checkout", "-q", env=env)
-    sh(repo, "dvc", "repro", "-q", env=env)  # a no-op where checkout restored everything
+    sh(repo, "dvc", "repro", env=env)  # a no-op where checkout restored everything
 
 
 def timed_ablation(repo: Path, key: str, value: str, env: dict) -> tuple[float, int]:
@@ -69,16 +69,18 @@ def main() -> None:
     stages_run: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bench_ablation_") as tmp:
         repos = {rev: clone(rev, Path(tmp) / f"rev{i}") for i, rev in enumerate(seconds)}
+        # Each clone's stages run its own code: `fvgpt` imports `stages` and `pipeline` from PYTHONPATH first.
+        envs = {rev: {**env, "PYTHONPATH": str(repo)} for rev, repo in repos.items()}
         for rev, repo in repos.items():
             print(f"{rev}: bringing the clone up to date (untimed) ...", flush=True)
-            sh(repo, "dvc", "repro", "-q", env=env)
+            sh(repo, "dvc", "repro", env=envs[rev])
         for value in values:
             for rev, repo in repos.items():
-                took, stages = timed_ablation(repo, args.key, value, env)
+                took, stages = timed_ablation(repo, args.key, value, envs[rev])
                 seconds[rev].append(took)
                 stages_run[rev] = stages
                 print(f"{rev}: {args.key}={value}: {took:.1f} s, {stages} stages run", flush=True)
-                restore(repo, env)
+                restore(repo, envs[rev])
     print("\n| revision | stages run | min s | median s | max s |\n|---|---|---|---|---|")
     for rev, times in seconds.items():
         print(f"| {rev} | {stages_run[rev]} | {min(times):.1f} | {statistics.median(times):.1f} | {max(times):.1f} |")
