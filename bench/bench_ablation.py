@@ -57,7 +57,11 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="git revision timed first")
     parser.add_argument("--after", default="HEAD", help="git revision timed second")
     parser.add_argument("--key", default="heads.lambda_d", help="the heads key the ablation changes")
-    parser.add_argument("--values", default="5,6,7,8,9", help="one value per repetition (never the baseline's)")
+    parser.add_argument(
+        "--values",
+        default="3.17,4.29,5.31,6.43,7.57",
+        help="one value per repetition, never the baseline's nor one run before (DVC's run cache would answer)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every stage process")
     args = parser.parse_args()
