@@ -1,16 +1,11 @@
-"""Reading images and the CLIP-style transforms the backbones train and test with."""
+"""Reading images as 8-bit RGB (PIL and numpy only: the stages that only read images do not import torch)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision import transforms as T
-
-BICUBIC = T.InterpolationMode.BICUBIC
 
 
 class ImageReadError(OSError):
@@ -51,41 +46,3 @@ def _scale_to_uint8(pixels: np.ndarray, mode: str) -> np.ndarray:
     else:
         scale = 255 / top
     return np.round(pixels * scale).clip(0, 255).astype(np.uint8)
-
-
-def test_transform(size: int, mean, std) -> T.Compose:
-    """Resize the shorter side to `size` (bicubic), centre crop, normalise."""
-    return T.Compose([T.Resize(size, interpolation=BICUBIC), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
-
-
-def train_transform(kind: str, size: int, mean, std) -> T.Compose:
-    """Dassl's training transforms for the lists the backbones' configs use.
-
-    `resize`: Dassl's ["center_crop", "normalize"]. With no random crop listed, Dassl's training transform
-    first resizes to (size, size), a squash that keeps the whole image, so its centre crop is a no-op.
-    `crop_flip`: ["random_resized_crop", "random_flip", "normalize"], RandomResizedCrop(scale 0.08-1, bicubic)
-    + horizontal flip.
-    """
-    if kind == "resize":
-        return T.Compose([T.Resize((size, size), interpolation=BICUBIC), T.ToTensor(), T.Normalize(mean, std)])
-    if kind == "crop_flip":
-        return T.Compose(
-            [
-                T.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=BICUBIC),
-                T.RandomHorizontalFlip(),
-                T.ToTensor(),
-                T.Normalize(mean, std),
-            ]
-        )
-    raise ValueError(f"unknown train augmentation {kind!r}; use resize or crop_flip")
-
-
-class LabelledImages(torch.utils.data.Dataset):
-    def __init__(self, root: str | Path, paths: Sequence[str], labels: Sequence[int], transform) -> None:
-        self.root, self.paths, self.labels, self.transform = Path(root), list(paths), list(labels), transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        return self.transform(load_rgb(self.root / self.paths[i])), self.labels[i]

@@ -64,13 +64,13 @@ def features_path(dataset: str, backbone: str, seed: int) -> Path:
     return features_dir(dataset, backbone) / f"seed{seed}.h5"
 
 
-def heads_runs_dir(dataset: str, backbone: str) -> Path:
-    """The heads of every seed of one dataset x backbone (one `heads` stage trains them all)."""
-    return DATA / "heads" / dataset / backbone
+def heads_dataset_dir(dataset: str) -> Path:
+    """The heads of every backbone x seed of one dataset (one `heads` stage trains them all)."""
+    return DATA / "heads" / dataset
 
 
 def heads_dir(dataset: str, backbone: str, seed: int) -> Path:
-    return heads_runs_dir(dataset, backbone) / f"seed{seed}"
+    return heads_dataset_dir(dataset) / backbone / f"seed{seed}"
 
 
 # --- versioned by git (reports/) -----------------------------------------------------------------------------
@@ -82,9 +82,14 @@ def masks_quality_path(dataset: str) -> Path:
     return REPORTS / "masks" / f"{dataset}.json"
 
 
+def metrics_dir(dataset: str) -> Path:
+    """The metrics of every backbone of one dataset (one `evaluate` stage writes them all)."""
+    return REPORTS / "metrics" / dataset
+
+
 def metrics_path(dataset: str, backbone: str) -> Path:
     """Every seed's metrics of one dataset x backbone: {"seed<k>": {metric: value}}."""
-    return REPORTS / "metrics" / dataset / f"{backbone}.json"
+    return metrics_dir(dataset) / f"{backbone}.json"
 
 
 def summary_path() -> Path:

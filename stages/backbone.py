@@ -12,10 +12,10 @@ from pipeline.backbones import backbone_template, create_backbone, tuning
 from pipeline.config import to_plain
 from pipeline.device import pick_device
 from pipeline.fingerprint import fingerprint
-from pipeline.images import LabelledImages, train_transform
 from pipeline.manifest import read_prepared
 from pipeline.models import clip_of
 from pipeline.paths import backbone_dir, prepared_dir
+from pipeline.transforms import LabelledImages, train_transform
 
 from ._common import progress_bar, start
 

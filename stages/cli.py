@@ -140,16 +140,17 @@ def features(
 
 
 @app.command()
-def heads(ctx: typer.Context, dataset: str = DATASET, backbone: str = BACKBONE, params: str = PARAMS) -> None:
-    """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features, for every seed of `seeds`."""
-    _run(ctx, "heads", dataset, backbone, params)
+def heads(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
+    """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features, for every backbone x seed of
+    `backbones` x `seeds`, stacked in one process."""
+    _run(ctx, "heads", dataset, params)
 
 
 @app.command()
-def evaluate(ctx: typer.Context, dataset: str = DATASET, backbone: str = BACKBONE, params: str = PARAMS) -> None:
+def evaluate(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
     """Base/new/HM accuracy of CLIP, the backbone and backbone + FVG-PT; shift index; gate statistics (every
-    seed of `seeds`, one metrics file)."""
-    _run(ctx, "evaluate", dataset, backbone, params)
+    backbone x seed of `backbones` x `seeds`, one metrics file per backbone)."""
+    _run(ctx, "evaluate", dataset, params)
 
 
 @app.command()

@@ -1,28 +1,30 @@
-"""evaluate: base / new / HM for CLIP, the backbone and backbone + FVG-PT, for every seed of one
-dataset x backbone, written as one DVC metrics file."""
+"""evaluate: base / new / HM for CLIP, the backbone and backbone + FVG-PT, for every backbone x seed of one
+dataset: one DVC metrics file per backbone, every seed in it."""
 
 from __future__ import annotations
 
-from pipeline.atomic import write_json
+from pipeline.atomic import atomic_dir, write_json
 from pipeline.features.run_features import RunFeatures
 from pipeline.heads.evaluate import evaluate
 from pipeline.heads.io import load_heads
-from pipeline.paths import features_path, heads_dir, metrics_path
+from pipeline.paths import features_path, heads_dir, metrics_dir
 
 from ._common import start
 
 
-def run(dataset: str, backbone: str, params_file: str = "params.yaml") -> None:
+def run(dataset: str, params_file: str = "params.yaml") -> None:
     params = start(params_file)  # checks the whole params file; evaluation itself has no settings
-    metrics = {}
-    for seed in params.seeds:
-        feats = RunFeatures(features_path(dataset, backbone, seed))
-        model = load_heads(heads_dir(dataset, backbone, seed), feats.feat_full.shape[-1], feats.logit_scale)
-        metrics[f"seed{seed}"] = run_metrics = evaluate(model, feats)[0]
-        print(f"{dataset}/{backbone}/seed{seed}:")
-        for name in ("clip", "backbone", "fvgpt"):
-            print(
-                f"  {name:9s} base {run_metrics[f'{name}.base']:6.2f}  new {run_metrics[f'{name}.new']:6.2f}  "
-                f"hm {run_metrics[f'{name}.hm']:6.2f}"
-            )
-    write_json(metrics_path(dataset, backbone), metrics)
+    with atomic_dir(metrics_dir(dataset)) as out:
+        for backbone in params.backbones:
+            metrics = {}
+            for seed in params.seeds:
+                feats = RunFeatures(features_path(dataset, backbone, seed))
+                model = load_heads(heads_dir(dataset, backbone, seed), feats.feat_full.shape[-1], feats.logit_scale)
+                metrics[f"seed{seed}"] = run_metrics = evaluate(model, feats)[0]
+                print(f"{dataset}/{backbone}/seed{seed}:")
+                for name in ("clip", "backbone", "fvgpt"):
+                    print(
+                        f"  {name:9s} base {run_metrics[f'{name}.base']:6.2f}  new {run_metrics[f'{name}.new']:6.2f}"
+                        f"  hm {run_metrics[f'{name}.hm']:6.2f}"
+                    )
+            write_json(out / f"{backbone}.json", metrics)

@@ -83,15 +83,14 @@ def r_histograms(datasets, backbones, seeds) -> dict[tuple[str, str], np.ndarray
 
 
 def _examples(dataset: str, seed: int, n: int):
-    # torch and the mask store are needed for these views only; the tables and figures (and their tests) do
-    # without them.
-    import torch
+    """A few-shot training image of each of the first `n` classes, its mask and its foreground view with a black
+    fill (the pixels outside the mask zeroed, which is what `pipeline.views.foreground` does with fill "black"),
+    in numpy: importing torch would double the time of the report, which every ablation runs."""
     from PIL import Image
 
     from pipeline.images import load_rgb
     from pipeline.manifest import read_prepared
     from pipeline.masks.store import MaskStore
-    from pipeline.views import foreground
 
     prepared = read_prepared(prepared_dir(dataset))
     store = MaskStore(masks_path(dataset))
@@ -100,10 +99,13 @@ def _examples(dataset: str, seed: int, n: int):
     for path, name in zip(rows.impath, rows.classname):
         img = np.asarray(load_rgb(prepared.root / path))
         m = np.array(Image.fromarray(store.mask(path)).resize(img.shape[1::-1], Image.NEAREST))
-        x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)
-        fg = foreground(x, torch.from_numpy(m), "black", (0, 0, 0), (1, 1, 1)).permute(1, 2, 0).numpy()
-        out.append((img, m, fg, name))
+        out.append((img, m, black_foreground_view(img, m), name))
     return out
+
+
+def black_foreground_view(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[H, W, 3] uint8 image and [H, W] mask -> the foreground view in [0, 1] with a black fill."""
+    return img.astype(np.float32) / 255.0 * (mask[..., None] > 0)
 
 
 def examples_title(dataset: str, seed: int, n_datasets: int, n_classes: int) -> str:

@@ -120,8 +120,8 @@ def test_dvc_outs_are_the_paths_pipeline_writes():
         "backbone": [paths.backbone_dir("synthetic", "coop", 1)],
         "encode": [paths.encoded_path("synthetic")],
         "features": [paths.features_path("synthetic", "coop", 1)],
-        "heads": [paths.heads_runs_dir("synthetic", "coop")],
-        "evaluate": [paths.metrics_path("synthetic", "coop")],
+        "heads": [paths.heads_dataset_dir("synthetic")],
+        "evaluate": [paths.metrics_dir("synthetic")],
         "report": [paths.summary_path(), paths.results_dir(), paths.plots_dir(), paths.figures_dir()],
     }
     assert set(stages) == set(expected)

@@ -829,11 +829,13 @@ def test_heads_stage_checks_its_output_folder_before_training(scratch, monkeypat
     from pipeline.atomic import OutputWriteError
     from stages import features, heads
 
+    params = yaml.safe_load((scratch / "params.yaml").read_text())
+    (scratch / "params.yaml").write_text(yaml.safe_dump({**params, "backbones": ["zsclip"]}))  # the one tuned here
     features.run("synthetic", "zsclip", 1)
-    monkeypatch.setattr(heads, "train_heads", lambda *a, **k: pytest.fail("trained before checking the output folder"))
-    with read_only(scratch / "data/heads/synthetic"):
-        with pytest.raises(OutputWriteError, match=r"data/heads/synthetic is not writable"):
-            heads.run("synthetic", "zsclip")
+    monkeypatch.setattr(heads, "train_runs", lambda *a, **k: pytest.fail("trained before checking the output folder"))
+    with read_only(scratch / "data/heads"):
+        with pytest.raises(OutputWriteError, match=r"data/heads is not writable"):
+            heads.run("synthetic")
 
 
 def _limit_file_size():

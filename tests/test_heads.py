@@ -13,10 +13,12 @@ from pipeline.heads.config import PER_MEMBER, HeadsConfig
 from pipeline.heads.evaluate import evaluate, harmonic_mean
 from pipeline.heads.model import FVGPTHeads
 from pipeline.heads.signals import frg_target, kl, log_probs
-from pipeline.heads.train import shot_subset, stack_groups, train_heads
+from pipeline.heads.train import shot_subset, stack_groups, stacked_epochs, train_heads, train_runs
 
 
-def make_features(path, d=16, n_cls=6, shots=4, views=3, m_test=24, seed=0, text_noise=0.3, clip_noise=0.5):
+def make_features(
+    path, d=16, n_cls=6, shots=4, views=3, m_test=24, seed=0, text_noise=0.3, clip_noise=0.5, logit_scale=20.0
+):
     """Class prototypes + noise; foreground views closer to the prototype than full views."""
     rng = np.random.default_rng(seed)
     proto = rng.normal(size=(n_cls, d))
@@ -48,7 +50,7 @@ def make_features(path, d=16, n_cls=6, shots=4, views=3, m_test=24, seed=0, text
             "classnames": [f"c{i}" for i in range(n_cls)],
             "base": base,
             "new": new,
-            "logit_scale": 20.0,
+            "logit_scale": logit_scale,
             "shares_clip_image": True,
         },
         dtype="float32",
@@ -168,6 +170,39 @@ def test_seeds_on_their_own_feature_files_train_together_as_each_alone(tmp_path)
             assert torch.allclose(value, alone.state_dict()[name], atol=1e-5), (k, name)
         assert [r["loss"] for r in logs[k]] == pytest.approx([r["loss"] for r in alone_logs[0]], rel=1e-4)
         assert _scalars(evaluate(single, f)[0]) == pytest.approx(_scalars(evaluate(alone, f)[0]), abs=1e-4)
+
+
+def test_the_runs_of_a_dataset_train_in_as_few_stacks_as_they_allow_each_as_alone(tmp_path, monkeypatch):
+    """The heads stage trains every backbone x seed of a dataset through `train_runs`: runs stack when configs
+    share a structure and files a shape and logit scale, and each run's result is what training it alone gives."""
+    files = [
+        make_features(tmp_path / "coop1.h5", seed=1),
+        make_features(tmp_path / "coop2.h5", seed=2),
+        make_features(tmp_path / "kgcoop1.h5", seed=3),
+        make_features(tmp_path / "other_views.h5", seed=4, views=2),
+        make_features(tmp_path / "other_scale.h5", seed=5, logit_scale=50.0),
+        make_features(tmp_path / "zsclip1.h5", seed=6),
+    ]
+    configs = [TRAINING.with_(seed=s) for s in (1, 2, 1, 1, 1)] + [TRAINING.with_(seed=1, adapter_hidden=8)]
+    stacks = []
+    real_train_heads = train_heads
+
+    def counting(files_here, configs_here, *args, **kwargs):
+        stacks.append([files.index(f) for f in files_here])
+        return real_train_heads(files_here, configs_here, *args, **kwargs)
+
+    monkeypatch.setattr("pipeline.heads.train.train_heads", counting)
+    epochs = []
+    trained = train_runs(files, configs, advance=epochs.append, on_epoch=lambda runs, rows: None)
+    assert stacks == [[0, 1, 2], [3], [4], [5]]
+    assert len(epochs) == stacked_epochs(files, configs) == 4 * TRAINING.epochs
+    for k, (f, c) in enumerate(zip(files, configs)):
+        model, log = trained[k]
+        alone, alone_logs = real_train_heads(f, [c])
+        assert len(model.configs) == 1 and model.configs[0] == c
+        for name, value in model.state_dict().items():
+            assert torch.allclose(value, alone.state_dict()[name], atol=1e-5), (k, name)
+        assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in alone_logs[0]], rel=1e-4)
 
 
 def test_feature_files_of_other_shapes_do_not_train_together(tmp_path):

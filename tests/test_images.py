@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import images
+from pipeline import transforms
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -23,7 +23,7 @@ def _normalised(im: Image.Image) -> torch.Tensor:
 def test_coop_training_transform_squashes_the_whole_image():
     im = _image()
     expect = _normalised(im.resize((16, 16), Image.BICUBIC))  # Dassl: Resize((16, 16)), no crop
-    assert torch.allclose(images.train_transform("resize", 16, MEAN, STD)(im), expect, atol=1e-5)
+    assert torch.allclose(transforms.train_transform("resize", 16, MEAN, STD)(im), expect, atol=1e-5)
 
 
 def test_test_transform_resizes_the_short_side_and_centre_crops():
@@ -32,11 +32,11 @@ def test_test_transform_resizes_the_short_side_and_centre_crops():
     wide = im.resize((w, 16), Image.BICUBIC)
     left = int(round((w - 16) / 2.0))
     expect = _normalised(wide.crop((left, 0, left + 16, 16)))
-    assert torch.allclose(images.test_transform(16, MEAN, STD)(im), expect, atol=1e-5)
+    assert torch.allclose(transforms.test_transform(16, MEAN, STD)(im), expect, atol=1e-5)
 
 
 def test_random_resized_crop_flip_keeps_the_size():
-    out = images.train_transform("crop_flip", 16, MEAN, STD)(_image())
+    out = transforms.train_transform("crop_flip", 16, MEAN, STD)(_image())
     assert out.shape == (3, 16, 16)
     with pytest.raises(ValueError, match="crop_flip"):
-        images.train_transform("center", 16, MEAN, STD)
+        transforms.train_transform("center", 16, MEAN, STD)

@@ -73,3 +73,16 @@ def test_examples_title_names_the_one_dataset_and_seed_shown():
     assert report.examples_title("a", 1, 11, 6).startswith("a only (1 of 11 datasets), seed 1: ")
     assert report.examples_title("a", 2, 1, 6).startswith("a, seed 2: ")
     assert "first 6 classes" in report.examples_title("a", 2, 1, 6)
+
+
+def test_the_example_foreground_view_is_the_pipelines_black_fill_view():
+    import torch
+
+    from pipeline.views import foreground
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (12, 9, 3), dtype=np.uint8)
+    mask = rng.random((12, 9)) > 0.5
+    x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)
+    want = foreground(x, torch.from_numpy(mask), "black", (0, 0, 0), (1, 1, 1)).permute(1, 2, 0).numpy()
+    assert np.array_equal(report.black_foreground_view(img, mask.astype(np.uint8)), want)

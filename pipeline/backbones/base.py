@@ -25,7 +25,7 @@ class Backbone(torch.nn.Module):
     name = "base"
     shares_clip_image_encoder = True
     needs_training = True
-    # Train-time augmentation (pipeline.images.train_transform): "resize" (Dassl's center_crop list, a squash)
+    # Train-time augmentation (pipeline.transforms.train_transform): "resize" (Dassl's center_crop list, a squash)
     # or "crop_flip" (RandomResizedCrop + flip).
     train_augment = "resize"
     # Which hand-written template table its prompts and prior use (pipeline.datasets.templates).

@@ -157,3 +157,41 @@ def train_heads(
         if advance:
             advance(1)
     return model.eval(), logs
+
+
+def train_runs(
+    files: Sequence[RunFeatures],
+    configs: Sequence[HeadsConfig],
+    device: torch.device | str = "cpu",
+    advance: Callable[[int], None] | None = None,
+    on_epoch: Callable[[list[int], list[dict]], None] | None = None,
+) -> list[tuple[FVGPTHeads, list[dict]]]:
+    """Train run k = (files[k], configs[k]) for every k, e.g. every backbone x seed of one dataset, as few
+    stacked trainings as can hold them: runs share one when their configs share a structure and their files a
+    shape, base classes and logit scale. Returns each run's single-member heads and log, in order; each equals
+    what training the run alone gives.
+
+    `advance(1)` follows each epoch of each stack; `on_epoch(runs, rows)` gets the run indices of a stack and
+    that epoch's log row of each.
+    """
+    if len(files) != len(configs):
+        raise ValueError(f"{len(files)} feature files for {len(configs)} configurations: give one each")
+    stacks: dict[tuple, list[int]] = {}
+    for k, (f, cfg) in enumerate(zip(files, configs)):
+        stacks.setdefault(_stack_key(f, cfg), []).append(k)
+    out: list = [None] * len(files)
+    for members in stacks.values():
+        report = (lambda rows, members=members: on_epoch(members, rows)) if on_epoch else None
+        model, logs = train_heads([files[k] for k in members], [configs[k] for k in members], device, advance, report)
+        for i, k in enumerate(members):
+            out[k] = (model.member(i), logs[i])
+    return out
+
+
+def stacked_epochs(files: Sequence[RunFeatures], configs: Sequence[HeadsConfig]) -> int:
+    """The epochs `train_runs` trains in all (a progress bar's total)."""
+    return sum({_stack_key(f, cfg): cfg.epochs for f, cfg in zip(files, configs)}.values())
+
+
+def _stack_key(f: RunFeatures, cfg: HeadsConfig) -> tuple:
+    return (cfg.structure, tuple(f.feat_full.shape), tuple(f.base), f.logit_scale)
