@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -49,7 +50,11 @@ def restore(repo: Path, env: dict) -> None:
 def timed_ablation(repo: Path, key: str, value: str, env: dict) -> tuple[float, int]:
     t0 = time.perf_counter()
     out = sh(repo, "dvc", "exp", "run", "-S", f"{key}={value}", env=env)
-    return time.perf_counter() - t0, len(set(re.findall(r"Running stage '([^']+)'", out)))
+    took = time.perf_counter() - t0
+    cached = set(re.findall(r"Stage '([^']+)' is cached", out))
+    if cached:
+        raise SystemExit(f"DVC's run cache answered {sorted(cached)} for {key}={value}: give values no run used")
+    return took, len(set(re.findall(r"Running stage '([^']+)'", out)))
 
 
 def main() -> None:
@@ -59,14 +64,17 @@ def main() -> None:
     parser.add_argument("--key", default="heads.lambda_d", help="the heads key the ablation changes")
     parser.add_argument(
         "--values",
-        default="3.17,4.29,5.31,6.43,7.57",
-        help="one value per repetition, never the baseline's nor one run before (DVC's run cache would answer)",
+        default=None,
+        help="one value per repetition, comma-separated; by default values no earlier run can have used (DVC's "
+        "run cache, shared by every clone and every earlier benchmark, would answer in place of a run)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every stage process")
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    values = args.values.split(",")[: args.repeats]
+    fresh = random.Random(time.time_ns())
+    values = (args.values or ",".join(f"{fresh.uniform(1, 9):.9f}" for _ in range(args.repeats))).split(",")
+    values = values[: args.repeats]
     if len(values) < args.repeats:
         raise SystemExit(f"--values gives {len(values)} values for {args.repeats} repeats")
     seconds: dict[str, list[float]] = {args.before: [], args.after: []}
