@@ -107,17 +107,24 @@ class Prepared:
             )
         return col
 
-    def fewshot_train(self, seed: int, subset: str = "base") -> pd.DataFrame:
+    def fewshot_train(self, seed: int, subset: str | None = "base") -> pd.DataFrame:
+        """One seed's few-shot training images of the base or new classes, or of all classes (subset None: the
+        cross-dataset protocol tunes on every class of its source)."""
         m = self.manifest
-        return m[(m.split == "train") & (m[self._fewshot_column(seed)] == 1) & (m.subset == subset)].reset_index(
-            drop=True
-        )
+        keep = (m.split == "train") & (m[self._fewshot_column(seed)] == 1)
+        return m[keep & self._in(subset)].reset_index(drop=True)
 
-    def fewshot_union(self, seeds: list[int], subset: str = "base") -> pd.DataFrame:
-        """The few-shot training images of any of `seeds`, each once (what masks and encodings must cover)."""
+    def fewshot_union(self, seeds: list[int], subset: str | None = None) -> pd.DataFrame:
+        """The few-shot training images of any of `seeds`, each once, of every class by default: what masks and
+        encodings cover, so a dataset serves as a base-to-new dataset and as a cross-dataset source alike."""
         m = self.manifest
         chosen = m[[self._fewshot_column(s) for s in seeds]].any(axis=1)
-        return m[(m.split == "train") & chosen & (m.subset == subset)].drop_duplicates("impath").reset_index(drop=True)
+        return m[(m.split == "train") & chosen & self._in(subset)].drop_duplicates("impath").reset_index(drop=True)
+
+    def _in(self, subset: str | None) -> pd.Series:
+        if subset is None:
+            return pd.Series(True, index=self.manifest.index)
+        return self.manifest.subset == subset
 
     def test(self) -> pd.DataFrame:
         return self.manifest[self.manifest.split == "test"].reset_index(drop=True)

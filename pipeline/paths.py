@@ -18,10 +18,15 @@ REPORTS = Path("reports")
 
 
 # --- cached by DVC (data/) -----------------------------------------------------------------------------------
+def inputs_root() -> Path:
+    """The `inputs` stage's output: one folder per dataset (inputs_dir)."""
+    return DATA / "inputs"
+
+
 def inputs_dir(dataset: str) -> Path:
     """What a dataset's prepare and masks stages depend on besides code: the external folder's fingerprint
     and each stage's effective settings (global keys merged with the dataset's overrides)."""
-    return DATA / "inputs" / dataset
+    return inputs_root() / dataset
 
 
 def prepare_inputs_path(dataset: str) -> Path:
@@ -42,6 +47,11 @@ def masks_path(dataset: str) -> Path:
 
 def masks_figure_path(dataset: str) -> Path:
     return DATA / "masks" / f"{dataset}_area_hist.png"
+
+
+def masks_examples_path(dataset: str) -> Path:
+    """A few-shot training image per class with its mask and foreground view."""
+    return DATA / "masks" / f"{dataset}_examples.png"
 
 
 def model_checkpoint(model: str) -> Path:
@@ -73,6 +83,21 @@ def heads_dir(dataset: str, backbone: str, seed: int) -> Path:
     return heads_dataset_dir(dataset) / backbone / f"seed{seed}"
 
 
+# The cross-dataset protocol: everything tuned on one source lives under data/cross/<source>/.
+def cross_backbone_dir(source: str, backbone: str, seed: int) -> Path:
+    return DATA / "cross" / source / "backbones" / backbone / f"seed{seed}"
+
+
+def cross_features_path(source: str, dataset: str, backbone: str, seed: int) -> Path:
+    """A run's features on `dataset` (the source itself, or a target) through the encoders tuned on `source`."""
+    return DATA / "cross" / source / "features" / dataset / backbone / f"seed{seed}.h5"
+
+
+def cross_heads_dir(source: str) -> Path:
+    """The heads of every backbone x seed trained on `source` (one `cross_heads` stage trains them all)."""
+    return DATA / "cross" / source / "heads"
+
+
 # --- versioned by git (reports/) -----------------------------------------------------------------------------
 def model_card(model: str) -> Path:
     return REPORTS / "pretrain" / f"{model}.json"
@@ -92,6 +117,11 @@ def metrics_path(dataset: str, backbone: str) -> Path:
     return metrics_dir(dataset) / f"{backbone}.json"
 
 
+def training_log_path(dataset: str) -> Path:
+    """Every base-to-new run's heads training log of one dataset in long form (the heads stage writes it)."""
+    return REPORTS / "training" / f"{dataset}.csv"
+
+
 def summary_path() -> Path:
     return REPORTS / "summary.json"
 
@@ -107,6 +137,30 @@ def plots_dir() -> Path:
 def figures_dir() -> Path:
     """The report's PNG figures: under reports/ for the reader, but cached by DVC (dvc.yaml), not git."""
     return REPORTS / "figures"
+
+
+def cross_dir(source: str) -> Path:
+    """The cross-dataset results of the runs tuned on `source`: metrics per tested dataset, summary, Table 2."""
+    return REPORTS / "cross_dataset" / source
+
+
+def cross_metrics_path(source: str, dataset: str) -> Path:
+    """Every backbone x seed's accuracy on `dataset` (the source or a target) of the runs tuned on `source`:
+    {backbone: {"seed<k>": {metric: value}}}."""
+    return cross_dir(source) / "metrics" / f"{dataset}.json"
+
+
+def cross_summary_path(source: str) -> Path:
+    return cross_dir(source) / "summary.json"
+
+
+def cross_results_dir(source: str) -> Path:
+    return cross_dir(source) / "results"
+
+
+def cross_figure_path(source: str) -> Path:
+    """The Table 2 figure of `source`: cached by DVC like the report's figures, in one folder for `dvc plots`."""
+    return REPORTS / "cross_dataset" / "figures" / f"{source}.png"
 
 
 def sweeps_dir() -> Path:

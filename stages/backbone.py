@@ -1,8 +1,10 @@
-"""backbone: tune a prompt backbone on the base classes of one seed's few-shot split."""
+"""backbone: tune a prompt backbone on the base classes of one seed's few-shot split (base-to-new), or on every
+class of a cross-dataset source (`cross`)."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,7 +16,7 @@ from pipeline.device import pick_device
 from pipeline.fingerprint import fingerprint
 from pipeline.manifest import read_prepared
 from pipeline.models import clip_of
-from pipeline.paths import backbone_dir, prepared_dir
+from pipeline.paths import backbone_dir, cross_backbone_dir, prepared_dir
 from pipeline.transforms import LabelledImages, train_transform
 
 from ._common import progress_bar, start
@@ -33,33 +35,51 @@ def print_epoch(row: dict) -> None:
 
 
 def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"):
+    """Tune on the base classes of `dataset` (base-to-new)."""
     params = start(params_file)
-    device = pick_device(params.runtime.device)
     recipe = params.backbone.recipe(dataset, backbone)
+    tune(params, dataset, backbone, seed, "base", recipe, backbone_dir(dataset, backbone, seed))
+
+
+def cross(source: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
+    """Cross-dataset: tune on every class of `source`, with `cross_dataset.backbone`'s changes to the recipe."""
+    params = start(params_file)
+    recipe = params.cross_dataset.recipe(params.backbone.recipe(source, backbone))
+    tune(params, source, backbone, seed, None, recipe, cross_backbone_dir(source, backbone, seed))
+
+
+def tune(params, dataset: str, backbone: str, seed: int, subset: str | None, recipe, out: Path) -> None:
+    """Tune `backbone` with `recipe` on one seed's few-shot images of `subset`'s classes of `dataset` ("base",
+    or None for every class) and save it to `out`."""
+    device = pick_device(params.runtime.device)
     settings = to_plain(params.backbone.settings[backbone])
 
     gen = seed_everything(seed)
     prepared = read_prepared(prepared_dir(dataset))
     clip = clip_of(params, device)
     template = backbone_template(backbone, prepared.classes["dataset"])
-    train = prepared.fewshot_train(seed, "base")
-    base_names = [prepared.classnames[y] for y in prepared.classes["base"]]
-    model = create_backbone(backbone, clip, template, classnames=base_names, **settings).to(device)
+    train = prepared.fewshot_train(seed, subset)
+    classes = prepared.classes[subset] if subset else list(range(len(prepared.classnames)))
+    names = [prepared.classnames[y] for y in classes]
+    # Labels inside the tuned classes: the base-to-new sublabel, or the class index when tuning on every class.
+    labels = train.sublabel if subset else train.label
+    model = create_backbone(backbone, clip, template, classnames=names, **settings).to(device)
     meta = {
         "dataset": dataset,
         "seed": seed,
+        "class_subset": subset or "all",
         "clip_model": clip.name,
         "clip_pretrained": clip.pretrained,
         "params_fingerprint": fingerprint(
             {"clip": to_plain(params.clip), "recipe": to_plain(recipe), backbone: settings}
         ),
         "n_train": len(train),
-        "base_classes": base_names,
+        "classes": names,
     }
     log = []
     if model.needs_training:
         transform = train_transform(model.train_augment, clip.image_size, clip.mean, clip.std)
-        data = LabelledImages(prepared.root, train.impath, train.sublabel, transform)
+        data = LabelledImages(prepared.root, train.impath, labels, transform)
         loader = torch.utils.data.DataLoader(
             data,
             batch_size=recipe.batch_size,
@@ -70,13 +90,13 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
         )
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(
-            f"{backbone} on {dataset} seed {seed}: {len(train)} images, {len(base_names)} base classes, "
+            f"{backbone} on {dataset} seed {seed}: {len(train)} images, {len(names)} {subset or 'all'} classes, "
             f"{n_params} learnable parameters, {recipe.epochs} epochs of {len(loader)} steps on {device}"
         )
         # The bar advances once per optimiser step, so its total is steps, not images or epochs.
         with progress_bar(f"{backbone} steps", recipe.epochs * len(loader)) as advance:
-            log = tuning.train(model.train(), loader, base_names, recipe, device, advance, print_epoch)
+            log = tuning.train(model.train(), loader, names, recipe, device, advance, print_epoch)
     else:
         print(f"{backbone} on {dataset} seed {seed}: nothing to train (no learnable parameters); writing its settings")
-    with atomic_dir(backbone_dir(dataset, backbone, seed)) as tmp:
+    with atomic_dir(out) as tmp:
         tuning.save(tmp, model, settings, meta, log)

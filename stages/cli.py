@@ -64,7 +64,7 @@ def _command_line(ctx: typer.Context) -> str:
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if param.param_type_name == "argument":
-            words.append(str(value))
+            words += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
         elif value is not None and value is not False:
             words += [param.opts[0]] + ([] if value is True else [str(value)])
     return shlex.join(words)
@@ -73,11 +73,12 @@ def _command_line(ctx: typer.Context) -> str:
 def _run(ctx: typer.Context, name: str, *args, log_parts: Sequence | None = None) -> None:
     """Run a stage, its output copied to data/logs/<name>/<log_parts, default: args but the params file>.log.
     A bad input ends it with one line on stderr (and in the log) and exit status 1 (FVGPT_TRACEBACK=1 shows the
-    traceback)."""
+    traceback). A cross-dataset stage `cross_<kind>` is the function `cross` of its kind's module."""
     params_file = args[-1]
+    module, _, function = (name[len("cross_") :], "", "cross") if name.startswith("cross_") else (name, "", "run")
     with stage_log(name, args[:-1] if log_parts is None else log_parts, _command_line(ctx), params_file) as log:
         try:
-            _stage(name).run(*args)
+            getattr(_stage(module), function)(*args)
         except Exception as err:
             if not _is_bad_input(err) or os.environ.get("FVGPT_TRACEBACK"):
                 raise
@@ -93,10 +94,14 @@ def _run(ctx: typer.Context, name: str, *args, log_parts: Sequence | None = None
 
 
 @app.command()
-def inputs(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
+def inputs(
+    ctx: typer.Context,
+    datasets: list[str] = typer.Argument(None, help="Datasets to do (default: every one of `datasets`)."),
+    params: str = PARAMS,
+) -> None:
     """Fingerprint the dataset's folder outside the repository (paths, sizes, mtimes) and write the dataset's
     effective prepare and masks settings, so DVC re-runs exactly what changed."""
-    _run(ctx, "inputs", dataset, params)
+    _run(ctx, "inputs", list(datasets or []), params, log_parts=list(datasets or []) or ["all"])
 
 
 @app.command()
@@ -171,6 +176,49 @@ def sweep(
     _run(ctx, "sweep", dataset, backbone, ablation, grid, seeds, sequential, params, log_parts=log_parts)
 
 
+SOURCE = typer.Argument(..., help="Cross-dataset source (one of `cross_dataset.sources`), tuned on every class.")
+TARGET = typer.Argument(..., help="Cross-dataset target (one of `cross_dataset.targets`), tested zero-shot.")
+
+
+@app.command("cross-backbone")
+def cross_backbone(
+    ctx: typer.Context, source: str = SOURCE, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS
+) -> None:
+    """Cross-dataset: tune a prompt backbone on every class of the source (`cross_dataset.backbone` changes)."""
+    _run(ctx, "cross_backbone", source, backbone, seed, params)
+
+
+@app.command("cross-features")
+def cross_features(
+    ctx: typer.Context,
+    source: str = SOURCE,
+    dataset: str = typer.Argument(..., help="The source itself (training rows and its test split) or a target."),
+    backbone: str = BACKBONE,
+    seed: int = SEED,
+    params: str = PARAMS,
+) -> None:
+    """Cross-dataset: one run's feature file on the source or a target, through the encoders tuned on the source."""
+    _run(ctx, "cross_features", source, dataset, backbone, seed, params)
+
+
+@app.command("cross-heads")
+def cross_heads(ctx: typer.Context, source: str = SOURCE, params: str = PARAMS) -> None:
+    """Cross-dataset: train the heads of every backbone x seed on the source; test them on its test split."""
+    _run(ctx, "cross_heads", source, params)
+
+
+@app.command("cross-evaluate")
+def cross_evaluate(ctx: typer.Context, source: str = SOURCE, target: str = TARGET, params: str = PARAMS) -> None:
+    """Cross-dataset: accuracy on one target of CLIP, each backbone and + FVG-PT tuned on the source."""
+    _run(ctx, "cross_evaluate", source, target, params)
+
+
+@app.command("cross-report")
+def cross_report(ctx: typer.Context, source: str = SOURCE, params: str = PARAMS) -> None:
+    """Cross-dataset: Table 2 of one source (Markdown, CSV, figure) and its DVC metrics under reports/cross_dataset/."""
+    _run(ctx, "cross_report", source, params)
+
+
 @app.command()
 def report(ctx: typer.Context, params: str = PARAMS) -> None:
     """Aggregate every run into tables (CSV, Markdown) and figures under reports/."""
@@ -188,10 +236,13 @@ def check(params: str = PARAMS) -> None:
     except ConfigError as err:
         typer.echo(f"fvgpt check: error: {err}", err=True)
         raise typer.Exit(code=1) from None
-    n = len(loaded.datasets) * len(loaded.backbones) * len(loaded.seeds)
+    per_dataset = len(loaded.backbones) * len(loaded.seeds)
+    cross = loaded.cross_dataset
     typer.echo(
-        f"{params}: OK ({len(loaded.datasets)} datasets x {len(loaded.backbones)} backbones x "
-        f"{len(loaded.seeds)} seeds = {n} runs)"
+        f"{params}: OK ({len(loaded.datasets)} datasets; base-to-new: {len(loaded.base2new)} datasets x "
+        f"{len(loaded.backbones)} backbones x {len(loaded.seeds)} seeds = {len(loaded.base2new) * per_dataset} runs; "
+        f"cross-dataset: {len(cross.sources)} sources x {per_dataset} runs, each tested on {len(cross.targets)} "
+        "targets)"
     )
 
 

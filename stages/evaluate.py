@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.features.run_features import RunFeatures
-from pipeline.heads.evaluate import evaluate
+from pipeline.heads.evaluate import evaluate, evaluate_transfer, transfer_lines
 from pipeline.heads.io import load_heads
-from pipeline.paths import features_path, heads_dir, metrics_dir
+from pipeline.paths import (
+    cross_features_path,
+    cross_heads_dir,
+    cross_metrics_path,
+    features_path,
+    heads_dir,
+    metrics_dir,
+)
 
 from ._common import start
 
@@ -28,3 +35,20 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
                         f"  hm {run_metrics[f'{name}.hm']:6.2f}"
                     )
             write_json(out / f"{backbone}.json", metrics)
+
+
+def cross(source: str, target: str, params_file: str = "params.yaml") -> None:
+    """Cross-dataset: the heads tuned on `source` applied zero-shot to `target`'s test split, every class
+    through `cross_dataset.target_branch` (the new branch, PC with BRG, by default)."""
+    params = start(params_file)
+    branch = params.cross_dataset.target_branch
+    metrics: dict[str, dict] = {}
+    for backbone in params.backbones:
+        metrics[backbone] = {}
+        for seed in params.seeds:
+            feats = RunFeatures(cross_features_path(source, target, backbone, seed))
+            heads = cross_heads_dir(source) / backbone / f"seed{seed}"
+            model = load_heads(heads, feats.test_feat.shape[-1], feats.logit_scale)
+            metrics[backbone][f"seed{seed}"] = evaluate_transfer(model, feats, branch)[0]
+    write_json(cross_metrics_path(source, target), metrics)
+    print(transfer_lines(source, target, metrics))

@@ -20,7 +20,15 @@ from pipeline.fingerprint import fingerprint
 from pipeline.manifest import read_prepared
 from pipeline.masks.store import MaskStore
 from pipeline.models import clip_of
-from pipeline.paths import backbone_dir, encoded_path, features_path, masks_path, prepared_dir
+from pipeline.paths import (
+    backbone_dir,
+    cross_backbone_dir,
+    cross_features_path,
+    encoded_path,
+    features_path,
+    masks_path,
+    prepared_dir,
+)
 
 from ._common import progress_bar, start
 
@@ -50,20 +58,52 @@ def _own_encodings(dataset, prepared, params, backbone, clip, device) -> Encoded
 
 
 def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
+    """Base-to-new: the backbone tuned on `dataset`'s base classes; its base-class few-shot images to train on."""
     params = start(params_file)
+    prepared = read_prepared(prepared_dir(dataset))
+    train = prepared.fewshot_train(seed, "base")
+    test_new = (prepared.test().subset == "new").to_numpy()
+    split = (prepared.classes["base"], prepared.classes["new"])
+    model_dir = backbone_dir(dataset, backbone, seed)
+    out = features_path(dataset, backbone, seed)
+    write_features(params, dataset, prepared, model_dir, out, seed, train, train.sublabel, split, test_new)
+
+
+def cross(source: str, dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
+    """Cross-dataset: one run's features on the source (its few-shot images of every class to train on, and
+    its test split, every class a base class) or on a target (its test split only, every class a new class,
+    unseen in tuning), through the encoders tuned on the source."""
+    params = start(params_file)
+    prepared = read_prepared(prepared_dir(dataset))
+    every_class = list(range(len(prepared.classnames)))
+    n_test = len(prepared.test())
+    if dataset == source:
+        train = prepared.fewshot_train(seed, None)
+        labels, split, test_new = train.label, (every_class, []), np.zeros(n_test, bool)
+    else:
+        train = prepared.fewshot_train(seed, None).iloc[:0]
+        labels, split, test_new = [], ([], every_class), np.ones(n_test, bool)
+    model_dir = cross_backbone_dir(source, backbone, seed)
+    out = cross_features_path(source, dataset, backbone, seed)
+    write_features(params, dataset, prepared, model_dir, out, seed, train, labels, split, test_new, source=source)
+
+
+def write_features(
+    params, dataset, prepared, model_dir: Path, out: Path, seed: int, train, train_labels, split, test_new, **meta
+) -> None:
+    """One run's feature file: the rows of `train` (labelled `train_labels`, indices into split[0], the base
+    classes) and every test image (`test_new` marks those of split[1], the new classes), through the backbone
+    saved in `model_dir`, with its and CLIP's text features of every class. `meta` goes into the attributes."""
     cfg = params.features
     device = pick_device(params.runtime.device)
-    check_writable(features_path(dataset, backbone, seed).parent)  # before any encoding, not after
-    prepared = read_prepared(prepared_dir(dataset))
+    check_writable(out.parent)  # before any encoding, not after
     clip = clip_of(params, device)
-    model = tuning.load(
-        backbone_dir(dataset, backbone, seed), clip, backbone_template(backbone, prepared.classes["dataset"])
-    )
+    backbone = model_dir.parent.name
+    model = tuning.load(model_dir, clip, backbone_template(backbone, prepared.classes["dataset"]))
     shared = model.shares_clip_image_encoder
     clip_views = EncodedViews(encoded_path(dataset))
     views = clip_views if shared else _own_encodings(dataset, prepared, params, model, clip, device)
 
-    train = prepared.fewshot_train(seed, "base")
     rows = views.train_rows(list(train.impath))
     test = prepared.test()
     test_index = {p: i for i, p in enumerate(views.test_paths)}
@@ -76,13 +116,13 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
         "train/feat_full": views.train["feat_full"][:, rows],
         "train/feat_fg": views.train["feat_fg"][:, rows],
         "train/area": views.train["area"][:, rows],
-        "train/label": train.sublabel.to_numpy(np.int64),
+        "train/label": np.asarray(train_labels, dtype=np.int64),
         "test/feat": views.test["feat"][test_rows],
         "test/feat_fg": views.test["feat_fg"][test_rows],
         "test/area": views.test["area"][test_rows],
         "test/has_fg": views.test["has_fg"][test_rows],
         "test/label": test.label.to_numpy(np.int64),
-        "test/subset": (test.subset == "new").to_numpy(np.int64),
+        "test/subset": np.asarray(test_new, dtype=np.int64),
         "text/backbone": text_backbone,
         "text/clip": text_clip,
     }
@@ -95,15 +135,15 @@ def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml"
         "backbone": backbone,
         "seed": seed,
         "classnames": classnames,
-        "base": prepared.classes["base"],
-        "new": prepared.classes["new"],
+        "base": list(split[0]),
+        "new": list(split[1]),
         "logit_scale": model.logit_scale,
         "clip_model": clip.name,
         "shares_clip_image": shared,
         "encoded_fingerprint": clip_views.attrs["fingerprint"],
         "params_fingerprint": fingerprint({"clip": to_plain(params.clip), "features": to_plain(cfg)}),
+        **meta,
     }
-    out = features_path(dataset, backbone, seed)
     write_run_features(out, arrays, attrs, cfg.dtype)
     v, n, d = arrays["train/feat_full"].shape
     print(

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from itertools import product
 
-from pipeline.atomic import atomic_dir
+from pipeline.atomic import atomic_dir, write_json
 from pipeline.device import pick_device
 from pipeline.features.run_features import RunFeatures
-from pipeline.heads.io import save_heads
+from pipeline.heads.evaluate import evaluate_transfer, transfer_lines
+from pipeline.heads.io import save_heads, write_long_logs
 from pipeline.heads.train import stacked_epochs, train_runs
-from pipeline.paths import features_path, heads_dataset_dir
+from pipeline.paths import (
+    cross_features_path,
+    cross_heads_dir,
+    cross_metrics_path,
+    features_path,
+    heads_dataset_dir,
+    training_log_path,
+)
 
 from ._common import progress_bar, start
 
@@ -46,7 +54,35 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
             n_params = sum(p.numel() for p in model.parameters())
             meta = {"dataset": dataset, "backbone": backbone, "seed": seed, "learnable_parameters": n_params}
             save_heads(out / backbone / f"seed{seed}", model, log, meta)
+    labels = [{"dataset": dataset, "backbone": b, "seed": s, "run": f"{b} seed{s}"} for b, s in runs]
+    write_long_logs(training_log_path(dataset), [(label, log) for label, (_, log) in zip(labels, trained)])
     print(
         f"FVG-PT heads for {dataset}: backbones {list(params.backbones)} x seeds {list(params.seeds)}, "
         f"{n_params} learnable parameters each ({n_params / 1e6:.3f} M, D={files[0].feat_full.shape[-1]}), on {device}"
     )
+
+
+def cross(source: str, params_file: str = "params.yaml") -> None:
+    """Cross-dataset: the heads of every backbone x seed trained on the source (every class a base class),
+    then tested on its test split through the base branch (FDC)."""
+    params = start(params_file)
+    device = pick_device(params.runtime.device)
+    runs = list(product(params.backbones, params.seeds))
+    cross = params.cross_dataset
+    configs = [cross.heads_config(params.heads.for_run(source, backbone, seed)) for backbone, seed in runs]
+    files = [RunFeatures(cross_features_path(source, source, backbone, seed)) for backbone, seed in runs]
+
+    def print_epoch(members: list[int], rows: list[dict]) -> None:
+        for k, row in zip(members, rows):
+            print(f"  {runs[k][0]} seed {runs[k][1]}  " + _epoch_line(row))
+
+    metrics: dict[str, dict] = {backbone: {} for backbone in params.backbones}
+    with atomic_dir(cross_heads_dir(source)) as out:
+        with progress_bar(f"heads epochs on {source} ({len(runs)} runs)", stacked_epochs(files, configs)) as advance:
+            trained = train_runs(files, configs, device, advance, print_epoch)
+        for (backbone, seed), (model, log), feats in zip(runs, trained, files):
+            meta = {"source": source, "backbone": backbone, "seed": seed, "protocol": "cross_dataset"}
+            save_heads(out / backbone / f"seed{seed}", model, log, meta)
+            metrics[backbone][f"seed{seed}"] = evaluate_transfer(model, feats, "base")[0]
+    write_json(cross_metrics_path(source, source), metrics)
+    print(transfer_lines(source, source, metrics))

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from pipeline.atomic import atomic_dir, write_json
-from pipeline.datasets import DatasetLayoutError, dataset_root, load_dataset
+from pipeline.datasets import DatasetLayoutError, dataset_root, is_synthetic, load_dataset
 from pipeline.datasets.inputs import check_stage_inputs, dataset_inputs
 from pipeline.datasets.synthetic import generate
 from pipeline.datasets.validate import validate_dataset
@@ -23,7 +23,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> Path:
     recorded = check_stage_inputs(prepare_inputs_path(dataset), params.prepare.inputs(dataset), seeds)
     out = prepared_dir(dataset)
     with atomic_dir(out) as tmp:
-        if dataset == "synthetic":
+        if is_synthetic(dataset):
             spec = cfg.synthetic
             n = (spec.train_per_class + spec.val_per_class + spec.test_per_class) * spec.n_shapes * spec.n_colours
             with progress_bar("synthetic images", n) as advance:

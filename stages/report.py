@@ -1,5 +1,6 @@
-"""report: every run's metrics in the paper's table layout (Markdown, CSV), the headline summary for DVC metrics,
-the long-form training log for DVC plots, and figures, under reports/."""
+"""report: every base-to-new run's metrics in the paper's table layout (Markdown, CSV), the headline summary
+for DVC metrics, the long-form training log for DVC plots, and figures, under reports/. `cross`: Table 2 of
+one cross-dataset source."""
 
 from __future__ import annotations
 
@@ -13,16 +14,19 @@ import pandas as pd
 from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.paths import (
     REPORTS,
+    cross_figure_path,
+    cross_metrics_path,
+    cross_results_dir,
+    cross_summary_path,
     figures_dir,
-    heads_dir,
-    masks_path,
     metrics_path,
     plots_dir,
-    prepared_dir,
     results_dir,
     summary_path,
+    training_log_path,
 )
 from pipeline.report import figures
+from pipeline.report.cross import collect_cross, cross_summary, table2, table2_markdown
 from pipeline.report.tables import (
     base_to_new_and_average,
     collect,
@@ -35,7 +39,6 @@ from pipeline.report.tables import (
 
 from ._common import start
 
-TRAIN_LOG = "train_log.csv"  # what the heads stage writes in heads_dir (pipeline.heads.io.LOG, which imports torch)
 RUN_COLUMNS = ["dataset", "backbone", "seed", "run"]
 
 
@@ -58,15 +61,12 @@ def write_tables(runs: pd.DataFrame) -> None:
 
 def training_logs(datasets, backbones, seeds) -> pd.DataFrame:
     """Every run's heads training log in long form: dataset, backbone, seed, run ("coop seed1"), then the log's
-    own columns (epoch, loss terms, mean gate scores)."""
-    frames = []
-    for dataset, backbone, seed in product(datasets, backbones, seeds):
-        path = heads_dir(dataset, backbone, seed) / TRAIN_LOG
-        if path.is_file():
-            log = pd.read_csv(path)
-            labels = {"dataset": dataset, "backbone": backbone, "seed": seed, "run": f"{backbone} seed{seed}"}
-            frames.append(pd.concat([pd.DataFrame(labels, index=log.index), log], axis=1))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_COLUMNS)
+    own columns (epoch, loss terms, mean gate scores); from each dataset's file the heads stage writes."""
+    frames = [pd.read_csv(path) for path in map(training_log_path, datasets) if path.is_file()]
+    if not frames:
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    logs = pd.concat(frames, ignore_index=True)
+    return logs[logs.backbone.isin(list(backbones)) & logs.seed.isin(list(seeds))].reset_index(drop=True)
 
 
 def r_histograms(datasets, backbones, seeds) -> dict[tuple[str, str], np.ndarray]:
@@ -82,61 +82,60 @@ def r_histograms(datasets, backbones, seeds) -> dict[tuple[str, str], np.ndarray
     return hists
 
 
-def _examples(dataset: str, seed: int, n: int):
-    """A few-shot training image of each of the first `n` classes, its mask and its foreground view with a black
-    fill (the pixels outside the mask zeroed, which is what `pipeline.views.foreground` does with fill "black"),
-    in numpy: importing torch would double the time of the report, which every ablation runs."""
-    from PIL import Image
-
-    from pipeline.images import load_rgb
-    from pipeline.manifest import read_prepared
-    from pipeline.masks.store import MaskStore
-
-    prepared = read_prepared(prepared_dir(dataset))
-    store = MaskStore(masks_path(dataset))
-    rows = prepared.fewshot_train(seed).drop_duplicates("label").head(n)
-    out = []
-    for path, name in zip(rows.impath, rows.classname):
-        img = np.asarray(load_rgb(prepared.root / path))
-        m = np.array(Image.fromarray(store.mask(path)).resize(img.shape[1::-1], Image.NEAREST))
-        out.append((img, m, black_foreground_view(img, m), name))
-    return out
-
-
-def black_foreground_view(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """[H, W, 3] uint8 image and [H, W] mask -> the foreground view in [0, 1] with a black fill."""
-    return img.astype(np.float32) / 255.0 * (mask[..., None] > 0)
-
-
-def examples_title(dataset: str, seed: int, n_datasets: int, n_classes: int) -> str:
-    shown = f"{dataset} only (1 of {n_datasets} datasets)" if n_datasets > 1 else dataset
-    return (
-        f"{shown}, seed {seed}: a few-shot training image of each of the first {n_classes} classes, "
-        "its mask and its foreground view"
-    )
-
-
-def write_figures(runs: pd.DataFrame, logs: pd.DataFrame, r_hists: dict, examples: list, title: str) -> None:
+def write_figures(runs: pd.DataFrame, logs: pd.DataFrame, r_hists: dict) -> None:
     figures.accuracy_bars(base_to_new_and_average(runs), figures_dir() / "accuracy.png")
     figures.shift_index(
         seed_stats(runs, [c for c in runs if c.startswith("shift.")]), figures_dir() / "shift_index.png"
     )
     figures.gate_scores(seed_stats(runs, ["gate.b_base", "gate.b_new"]), r_hists, figures_dir() / "gates.png")
     figures.training_curves(logs, figures_dir() / "heads_training.png")
-    figures.example_views(examples, figures_dir() / "examples.png", title)
+
+
+def _no_runs() -> None:
+    """`base2new: []` (a params file for the cross-dataset protocol only): outputs that say so, as DVC needs them."""
+    write_json(summary_path(), {})
+    write_text(results_dir() / "table1.md", "No base-to-new runs: `base2new` in params.yaml is empty.\n")
+    _write_csv(plots_dir() / "heads_training.csv", pd.DataFrame(columns=RUN_COLUMNS))
+    figures_dir().mkdir(parents=True, exist_ok=True)
+    print("no base-to-new runs (base2new: []): wrote an empty summary")
 
 
 def run(params_file: str = "params.yaml") -> None:
     params = start(params_file)
-    datasets, backbones, seeds = list(params.datasets), list(params.backbones), list(params.seeds)
+    datasets, backbones, seeds = list(params.base2new), list(params.backbones), list(params.seeds)
+    if not datasets:
+        _no_runs()
+        return
     runs = collect(metrics_path, datasets, backbones, seeds)
     if runs.empty:
         raise FileNotFoundError("no metrics under reports/metrics: run the evaluate stage first (`dvc repro`)")
     write_tables(runs)
     logs = training_logs(datasets, backbones, seeds)
     _write_csv(plots_dir() / "heads_training.csv", logs)
-    examples = _examples(datasets[0], seeds[0], params.report.examples)
-    title = examples_title(datasets[0], seeds[0], len(datasets), len(examples))
-    write_figures(runs, logs, r_histograms(datasets, backbones, seeds), examples, title)
+    write_figures(runs, logs, r_histograms(datasets, backbones, seeds))
     print(results_markdown(runs))
     print(f"report written to {REPORTS}/ (summary.json, results/, figures/, plots/)")
+
+
+def cross(source: str, params_file: str = "params.yaml") -> None:
+    """Cross-dataset: Table 2 of the runs tuned on `source` (Markdown, CSV, figure) and its summary metric."""
+    params = start(params_file)
+    targets = params.cross_dataset.targets
+    runs = collect_cross(cross_metrics_path, [source], targets, params.backbones, params.seeds)
+    if runs.empty:
+        raise FileNotFoundError(
+            f"no cross-dataset metrics under {cross_metrics_path(source, source).parent}: run the cross_heads and "
+            "cross_evaluate stages first (`dvc repro`)"
+        )
+    table = table2(runs)
+    write_json(cross_summary_path(source), cross_summary(table)[source])
+    text = table2_markdown(table)
+    out = cross_results_dir(source)
+    write_text(out / "table2.md", text)
+    with atomic_path(out / "table2.csv") as tmp:
+        table.round(4).to_csv(tmp, index=False)
+    with atomic_path(out / "runs.csv") as tmp:
+        runs.to_csv(tmp, index=False)
+    figures.cross_dataset_bars(table, cross_figure_path(source))
+    print(text)
+    print(f"Table 2 for {source} written to {out}/ and {cross_figure_path(source)}")

@@ -107,22 +107,33 @@ def test_no_stage_declares_a_runtime_key_and_runtime_has_only_runtime_knobs():
 
 def test_dvc_outs_are_the_paths_pipeline_writes():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    item = {"dataset": "synthetic", "backbone": "coop", "seed": "1"}
+    item = {"dataset": "synthetic", "backbone": "coop", "seed": "1", "source": "src", "target": "tgt"}
     expected = {
-        "inputs": [paths.prepare_inputs_path("synthetic"), paths.masks_inputs_path("synthetic")],
+        "inputs": [paths.inputs_root()],
         "prepare": [paths.prepared_dir("synthetic")],
         "masks": [
             paths.masks_path("synthetic"),
             paths.masks_figure_path("synthetic"),
+            paths.masks_examples_path("synthetic"),
             paths.masks_quality_path("synthetic"),
         ],
         "pretrain": [paths.model_checkpoint("fvgpt-tiny-rn"), paths.model_card("fvgpt-tiny-rn")],
         "backbone": [paths.backbone_dir("synthetic", "coop", 1)],
         "encode": [paths.encoded_path("synthetic")],
         "features": [paths.features_path("synthetic", "coop", 1)],
-        "heads": [paths.heads_dataset_dir("synthetic")],
+        "heads": [paths.heads_dataset_dir("synthetic"), paths.training_log_path("synthetic")],
         "evaluate": [paths.metrics_dir("synthetic")],
         "report": [paths.summary_path(), paths.results_dir(), paths.plots_dir(), paths.figures_dir()],
+        "cross_backbone": [paths.cross_backbone_dir("src", "coop", 1)],
+        "cross_source_features": [paths.cross_features_path("src", "src", "coop", 1)],
+        "cross_target_features": [paths.cross_features_path("src", "tgt", "coop", 1)],
+        "cross_heads": [paths.cross_heads_dir("src"), paths.cross_metrics_path("src", "src")],
+        "cross_evaluate": [paths.cross_metrics_path("src", "tgt")],
+        "cross_report": [
+            paths.cross_summary_path("src"),
+            paths.cross_results_dir("src"),
+            paths.cross_figure_path("src"),
+        ],
     }
     assert set(stages) == set(expected)
     for name, stage in stages.items():
@@ -155,7 +166,8 @@ def test_fvgpt_check_names_a_typo_in_one_line(tmp_path):
     from stages.cli import app
 
     good = CliRunner().invoke(app, ["check", "-p", str(ROOT / "params.yaml")])
-    assert good.exit_code == 0 and "OK (1 datasets x 3 backbones x 3 seeds = 9 runs)" in good.output
+    assert good.exit_code == 0 and "base-to-new: 1 datasets x 3 backbones x 3 seeds = 9 runs" in good.output
+    assert "cross-dataset: 1 sources x 9 runs, each tested on 3 targets" in good.output
     bad = tmp_path / "params.yaml"
     bad.write_text((ROOT / "params.yaml").read_text().replace("  lambda_d: 10.0", "  lambda_dd: 10.0"))
     result = CliRunner().invoke(app, ["check", "-p", str(bad)])

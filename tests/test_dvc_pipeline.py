@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.tiny_project import ROOT, write_params
+from tests.tiny_project import copy_project, init_repository, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -44,17 +44,9 @@ def repo(tmp_path_factory):
     if shutil.which("fvgpt") is None:
         pytest.skip("the fvgpt command is not installed (pip install -e .)")
     repo = tmp_path_factory.mktemp("pipeline")
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, repo / name)
+    copy_project(repo)
     write_params(repo)
-    sh(repo, "git", "init", "-q")
-    sh(repo, "git", "config", "user.email", "t@example.com")
-    sh(repo, "git", "config", "user.name", "t")
-    sh(repo, "dvc", "init", "-q")
-    sh(repo, "dvc", "config", "core.analytics", "false")
-    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
+    init_repository(repo)
     first = sh(repo, "dvc", "repro")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "tiny pipeline")
@@ -68,15 +60,13 @@ def test_first_run_builds_everything_and_second_run_nothing(repo):
     assert {"clip.hm", "backbone.hm", "fvgpt.hm"} <= set(metrics["seed1"])
     summary = json.loads((path / "reports/summary.json").read_text())
     assert isinstance(summary["synthetic"]["coop"]["fvgpt"]["hm"], float)
-    assert ran(sh(path, "dvc", "repro")) == {
-        "inputs@synthetic"
-    }  # always runs (a stat of the dataset); nothing after it
+    assert ran(sh(path, "dvc", "repro")) == {"inputs"}  # always runs (a stat of the dataset); nothing after it
 
 
 def _changed_stages(repo: Path) -> set[str]:
     """Stages `dvc status` reports, without `inputs` (always changed: it re-stats the dataset folder each run)."""
     out = subprocess.run(["dvc", "status", "--json"], cwd=repo, capture_output=True, text=True, check=True)
-    return {name for name in json.loads(out.stdout) if not name.startswith("inputs@")}
+    return {name for name in json.loads(out.stdout) if name != "inputs"}
 
 
 def _another(name: str, value):
@@ -98,18 +88,18 @@ def test_runtime_keys_never_invalidate_and_result_keys_mark_their_stages(repo):
         defaults = RuntimeConfig()
         for f in fields(RuntimeConfig):
             set_param(path, "runtime", f.name, _another(f.name, getattr(defaults, f.name)))
-        sh(path, "dvc", "repro", "--single-item", "inputs@synthetic")  # what DVC runs first in any repro
+        sh(path, "dvc", "repro", "--single-item", "inputs")  # what DVC runs first in any repro
         for f in fields(RuntimeConfig):
             assert _changed_stages(path) == set(), f"runtime.{f.name} invalidated a stage"
         set_param(path, "encode", "seed", 7)
         assert _changed_stages(path) == {"encode@synthetic", "features@synthetic-zsclip-1", "features@synthetic-coop-1"}
         (path / "params.yaml").write_text(original)
         set_param(path, "masks", "overrides", {"synthetic": {"store_size": 24}})  # a per-dataset override
-        sh(path, "dvc", "repro", "--single-item", "inputs@synthetic")
+        sh(path, "dvc", "repro", "--single-item", "inputs")
         assert _changed_stages(path) == {"masks@synthetic"}
     finally:
         (path / "params.yaml").write_text(original)
-    sh(path, "dvc", "repro", "--single-item", "inputs@synthetic")
+    sh(path, "dvc", "repro", "--single-item", "inputs")
     assert _changed_stages(path) == set()
 
 
@@ -117,7 +107,7 @@ def test_heads_param_reruns_only_heads_evaluate_report(repo):
     path, _ = repo
     set_param(path, "heads", "lambda_d", 1.0)
     out = sh(path, "dvc", "repro")
-    assert ran(out) == {"inputs@synthetic", "heads@synthetic", "evaluate@synthetic", "report"}
+    assert ran(out) == {"inputs", "heads@synthetic", "evaluate@synthetic", "report"}
     sh(path, "git", "add", "-A")
     sh(path, "git", "commit", "-qm", "lambda_d 1")
 
@@ -185,9 +175,9 @@ def test_experiments_compare_and_restore_without_training(repo):
     # back to the baseline: git's files and the cache's outputs, with nothing left to run
     sh(path, "git", "checkout", "--", ".")
     sh(path, "dvc", "checkout")
-    assert ran(sh(path, "dvc", "repro")) == {"inputs@synthetic"}
+    assert ran(sh(path, "dvc", "repro")) == {"inputs"}
     sh(path, "dvc", "exp", "apply", "no-frg")
-    assert ran(sh(path, "dvc", "repro")) == {"inputs@synthetic"}
+    assert ran(sh(path, "dvc", "repro")) == {"inputs"}
     applied = json.loads((path / "reports/summary.json").read_text())
     assert applied["synthetic"]["coop"]["shift_index"]["fvgpt"] == exp["coop.fvgpt.shift"]
     sh(path, "git", "checkout", "--", ".")
@@ -209,18 +199,17 @@ def test_a_changed_file_outside_the_repository_reruns_prepare(tmp_path):
                 Image.fromarray(np.full((8, 8, 3), 60 * i, np.uint8)).save(images / split / name / f"{i}.png")
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    copy_project(repo)
     write_params(repo)
     set_param(repo, "datasets", None, ["imagefolder"])
+    set_param(repo, "base2new", None, ["imagefolder"])
     set_param(repo, "prepare", "roots", {"imagefolder": str(images)})
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "init", "-q")
     sh(repo, "dvc", "config", "core.analytics", "false")
     assert "prepare@imagefolder" in ran(sh(repo, "dvc", "repro", "prepare@imagefolder"))
-    assert ran(sh(repo, "dvc", "repro", "prepare@imagefolder")) == {"inputs@imagefolder"}
+    assert ran(sh(repo, "dvc", "repro", "prepare@imagefolder")) == {"inputs"}
     Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(images / "train" / "cat" / "0.png")  # an edited image
-    assert ran(sh(repo, "dvc", "repro", "prepare@imagefolder")) == {"inputs@imagefolder", "prepare@imagefolder"}
+    assert ran(sh(repo, "dvc", "repro", "prepare@imagefolder")) == {"inputs", "prepare@imagefolder"}
     (images / "test" / "dog" / "2.png").write_bytes((images / "test" / "dog" / "1.png").read_bytes())  # a new image
     assert "prepare@imagefolder" in ran(sh(repo, "dvc", "repro", "prepare@imagefolder"))

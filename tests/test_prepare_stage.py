@@ -59,7 +59,7 @@ def test_fewshot_union_covers_every_seed_once(tmp_path, monkeypatch):
     assert CliRunner().invoke(app, ["prepare", "synthetic"]).exit_code == 0
     prep = read_prepared(tmp_path / "data/prepared/synthetic")
     union = prep.fewshot_union([1, 2])
-    expected = set(prep.fewshot_train(1).impath) | set(prep.fewshot_train(2).impath)
+    expected = set(prep.fewshot_train(1, None).impath) | set(prep.fewshot_train(2, None).impath)
     assert set(union.impath) == expected and union.impath.is_unique
     with pytest.raises(KeyError, match="seed 9 was not prepared"):
         prep.fewshot_union([1, 9])

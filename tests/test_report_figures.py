@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
 
+from pipeline.masks.quality import example_views
 from pipeline.report import figures
 from pipeline.report.tables import base_to_new_and_average, seed_stats, with_paper_hm
 
@@ -63,7 +64,7 @@ def drawn(tmp_path_factory):
         "shift": lambda p: figures.shift_index(shift, p),
         "gates": lambda p: figures.gate_scores(gates, hists, p),
         "training": lambda p: figures.training_curves(logs, p),
-        "examples": lambda p: figures.example_views(views * 6, p, "dataset0 only (1 of 11 datasets), seed 1"),
+        "examples": lambda p: example_views(views * 6, p, "dataset0, seed 1"),
     }
     start = time.process_time()
     out = {name: (call(out / f"{name}.png"), out / f"{name}.png") for name, call in calls.items()}
@@ -119,7 +120,7 @@ def test_training_curves_draw_every_run(drawn):
 def test_example_views_say_which_dataset_and_seed(drawn):
     fig, _ = drawn[0]["examples"]
     assert _grid_shape(fig) == (3, 6)
-    assert fig.get_suptitle() == "dataset0 only (1 of 11 datasets), seed 1"
+    assert fig.get_suptitle() == "dataset0, seed 1"
 
 
 def test_titles_mention_an_average_row_only_when_there_is_one(tmp_path):

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.paths import heads_dir, metrics_path, results_dir, summary_path
+from pipeline.paths import metrics_path, results_dir, summary_path, training_log_path
 from pipeline.report.tables import results_markdown, summary, table1, with_paper_hm
-from stages import report
+from stages import masks, report
 
 
 def _runs() -> pd.DataFrame:
@@ -44,21 +44,18 @@ def test_write_tables_writes_the_summary_table1_and_every_run(in_tmp):
     assert (out / "base_to_new.csv").is_file() and (out / "base_to_new.md").is_file()
 
 
-def _write_log(dataset: str, backbone: str, seed: int, epochs: int = 3) -> None:
-    path = heads_dir(dataset, backbone, seed) / report.TRAIN_LOG
-    path.parent.mkdir(parents=True)
-    log = pd.DataFrame({"epoch": range(1, epochs + 1), "loss": [3.0, 2.0, 1.0][:epochs], "r": 0.5, "b": 0.25})
-    log.to_csv(path, index=False)
-
-
 def test_training_logs_gather_every_run_in_long_form(in_tmp):
-    for backbone, seed in (("coop", 1), ("coop", 2), ("kgcoop", 2)):  # kgcoop seed 1 has no log
-        _write_log("a", backbone, seed)
-    logs = report.training_logs(["a"], ["coop", "kgcoop"], [1, 2])
+    from pipeline.heads.io import write_long_logs
+
+    log = [{"epoch": e, "loss": loss, "r": 0.5, "b": 0.25} for e, loss in ((1, 3.0), (2, 2.0), (3, 1.0))]
+    runs = [("coop", 1), ("coop", 2), ("kgcoop", 2), ("zsclip", 1)]  # kgcoop seed 1 has no log
+    labels = [{"dataset": "a", "backbone": b, "seed": s, "run": f"{b} seed{s}"} for b, s in runs]
+    write_long_logs(training_log_path("a"), [(label, log) for label in labels])
+    logs = report.training_logs(["a"], ["coop", "kgcoop"], [1, 2])  # zsclip is not asked for
     assert list(logs.columns) == ["dataset", "backbone", "seed", "run", "epoch", "loss", "r", "b"]
     assert list(dict.fromkeys(logs["run"])) == ["coop seed1", "coop seed2", "kgcoop seed2"]
     assert len(logs) == 9 and list(logs["loss"][:3]) == [3.0, 2.0, 1.0]
-    assert report.training_logs(["a"], ["zsclip"], [1]).empty
+    assert report.training_logs(["b"], ["zsclip"], [1]).empty
 
 
 def test_r_histograms_sum_the_seeds_of_each_dataset_and_backbone(in_tmp):
@@ -67,12 +64,6 @@ def test_r_histograms_sum_the_seeds_of_each_dataset_and_backbone(in_tmp):
     path.write_text(json.dumps({"seed1": {"gate.r_hist": [1] * 10}, "seed2": {"gate.r_hist": [2] * 10}}))
     hists = report.r_histograms(["a", "b"], ["coop"], [1, 2, 3])
     assert list(hists) == [("a", "coop")] and list(hists["a", "coop"]) == [3] * 10
-
-
-def test_examples_title_names_the_one_dataset_and_seed_shown():
-    assert report.examples_title("a", 1, 11, 6).startswith("a only (1 of 11 datasets), seed 1: ")
-    assert report.examples_title("a", 2, 1, 6).startswith("a, seed 2: ")
-    assert "first 6 classes" in report.examples_title("a", 2, 1, 6)
 
 
 def test_the_example_foreground_view_is_the_pipelines_black_fill_view():
@@ -85,4 +76,4 @@ def test_the_example_foreground_view_is_the_pipelines_black_fill_view():
     mask = rng.random((12, 9)) > 0.5
     x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)
     want = foreground(x, torch.from_numpy(mask), "black", (0, 0, 0), (1, 1, 1)).permute(1, 2, 0).numpy()
-    assert np.array_equal(report.black_foreground_view(img, mask.astype(np.uint8)), want)
+    assert np.array_equal(masks.black_foreground_view(img, mask.astype(np.uint8)), want)

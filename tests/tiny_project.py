@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny_params(**overrides) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params.update(datasets=["synthetic"], backbones=["zsclip", "coop"], seeds=[1])
+    params.update(datasets=["synthetic"], base2new=["synthetic"], backbones=["zsclip", "coop"], seeds=[1])
+    params["cross_dataset"].update(sources=[], targets=[])  # tests/test_cross_dataset.py turns it on
     params["prepare"].update(
         shots=2,
         synthetic={
@@ -36,10 +37,46 @@ def tiny_params(**overrides) -> dict:
     params["backbone"]["train"].update(epochs=2)
     params["encode"].update(views=2, dtype="float32")
     params["heads"].update(epochs=2)
-    for key, value in overrides.items():
+    return with_keys(params, **overrides)
+
+
+def with_keys(params: dict, **changes) -> dict:
+    """`params` with each change set in place: `"section.key"` sets a key of a section, `"key"` a top-level one."""
+    for key, value in changes.items():
         section, _, name = key.partition(".")
-        params[section][name] = copy.deepcopy(value)
+        if name:
+            params[section][name] = copy.deepcopy(value)
+        else:
+            params[section] = copy.deepcopy(value)
     return params
+
+
+def copy_project(repo: Path) -> None:
+    """What a clone of the project holds besides data: the code, dvc.yaml, .gitignore and the tracked
+    placeholder files under reports/."""
+    import shutil
+
+    for name in ("pipeline", "stages"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore", "reports/metrics/README.md", "reports/training/README.md"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, repo / name)
+
+
+def init_repository(repo: Path) -> None:
+    """git and DVC in `repo`, as a clone has them (the plot templates included)."""
+    import shutil
+    import subprocess
+
+    for args in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "t"],
+        ["dvc", "init", "-q"],
+        ["dvc", "config", "core.analytics", "false"],
+    ):
+        subprocess.run(args, cwd=repo, check=True, capture_output=True)
+    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
 
 
 def write_params(directory: Path, **overrides) -> Path:

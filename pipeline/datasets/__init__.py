@@ -15,6 +15,7 @@ from .coop import (
     read_zhou_split,
 )
 from .synthetic import SPLIT_FILE as _SYNTHETIC_SPLIT
+from .synthetic import is_synthetic
 from .templates import template_for
 
 COOP_DATASETS = (
@@ -31,6 +32,13 @@ COOP_DATASETS = (
     "ucf101",
 )
 DATASETS = COOP_DATASETS + ("imagefolder", "synthetic")
+KNOWN = ", ".join(DATASETS) + ", synthetic_<name> (a variant of the built-in benchmark)"
+
+
+def is_known(name: str) -> bool:
+    """A dataset the pipeline can prepare: CoOp's eleven, an image folder, the built-in benchmark and its
+    variants (`synthetic_<name>`, each generated from its own `prepare.overrides.<name>.synthetic`)."""
+    return name in DATASETS or is_synthetic(name)
 
 
 def dataset_root(name: str, data_root: str | Path, override: str | Path | None = None) -> Path:
@@ -41,8 +49,8 @@ def dataset_root(name: str, data_root: str | Path, override: str | Path | None =
 
 
 def load_dataset(name: str, root: str | Path) -> DatasetSplits:
-    if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if not is_known(name):
+        raise KeyError(f"unknown dataset {name!r}; known: {KNOWN}")
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(
@@ -55,13 +63,16 @@ def load_dataset(name: str, root: str | Path) -> DatasetSplits:
         return read_fgvc_aircraft(root)
     if name == "imagefolder":
         return read_imagefolder(root)
-    if name == "synthetic":
+    if is_synthetic(name):
         return read_zhou_split(name, root, ZhouLayout("synthetic", "images", _SYNTHETIC_SPLIT))
     return read_zhou_split(name, root, ZHOU_LAYOUTS[name])
 
 
 __all__ = [
     "DATASETS",
+    "KNOWN",
+    "is_known",
+    "is_synthetic",
     "COOP_DATASETS",
     "DatasetLayoutError",
     "DatasetSplits",

@@ -33,9 +33,9 @@ def folder_fingerprint(root: str | Path) -> dict:
 def dataset_inputs(dataset: str, data_root: str | Path, root_override: str | Path | None = None) -> dict:
     """What `prepare` reads from outside the repository; the built-in benchmark has nothing there (params
     describe it)."""
-    from . import DatasetLayoutError, dataset_root
+    from . import DatasetLayoutError, dataset_root, is_synthetic
 
-    if dataset == "synthetic":
+    if is_synthetic(dataset):
         return {"dataset": dataset, "external": False}
     root = dataset_root(dataset, data_root, root_override)
     if not root.is_dir():

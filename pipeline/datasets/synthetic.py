@@ -37,6 +37,16 @@ TINTS = {
 }
 SPLIT_FILE = "split_zhou_Synthetic.json"
 
+# The built-in cross-dataset benchmark (`prepare.overrides` of params.yaml): a source and three targets, each
+# target differing from the source in one controlled way. The tiny CLIP has seen every shape, colour and texture.
+_FAMILY_A = ["striped", "checkered", "dotted", "wavy"]
+CROSS_DATASET_VARIANTS = {
+    "synthetic_source": {"seed": 1, "n_shapes": 6, "n_colours": 4, "textures": _FAMILY_A},
+    "synthetic_new_shapes": {"seed": 2, "first_shape": 6, "n_shapes": 2, "n_colours": 4, "textures": _FAMILY_A},
+    "synthetic_new_colour": {"seed": 3, "n_shapes": 6, "first_colour": 4, "n_colours": 1, "textures": _FAMILY_A},
+    "synthetic_textures": {"seed": 4, "n_shapes": 6, "n_colours": 4, "textures": ["noisy", "brick", "grass", "gravel"]},
+}
+
 
 @dataclass(frozen=True)
 class SyntheticSpec:
@@ -48,22 +58,44 @@ class SyntheticSpec:
     seed: int = 0
     n_shapes: int = 8
     n_colours: int = 5
+    # Which slice of the world the classes and backgrounds come from, so variants of the benchmark differ in a
+    # controlled way (new shapes, a new colour, another texture family): the cross-dataset targets.
+    first_shape: int = 0  # classes use SHAPES[first_shape : first_shape + n_shapes]
+    first_colour: int = 0  # and COLOURS[first_colour : first_colour + n_colours]
+    textures: tuple[str, ...] = ()  # background textures; () = all of TEXTURES
 
     def __post_init__(self) -> None:
         if not 0 <= self.spurious <= 1:
             raise ValueError(f"prepare.synthetic.spurious must be in [0, 1], got {self.spurious}")
-        if not (1 <= self.n_shapes <= len(SHAPES) and 1 <= self.n_colours <= len(COLOURS)):
-            raise ValueError(f"prepare.synthetic: n_shapes in 1..{len(SHAPES)}, n_colours in 1..{len(COLOURS)}")
+        if not (1 <= self.n_shapes and self.first_shape >= 0 and self.first_shape + self.n_shapes <= len(SHAPES)):
+            raise ValueError(f"prepare.synthetic: first_shape + n_shapes must be in 1..{len(SHAPES)} ({SHAPES})")
+        if not (1 <= self.n_colours and self.first_colour >= 0 and self.first_colour + self.n_colours <= len(COLOURS)):
+            raise ValueError(
+                f"prepare.synthetic: first_colour + n_colours must be in 1..{len(COLOURS)} ({tuple(COLOURS)})"
+            )
+        unknown = [t for t in self.textures if t not in TEXTURES]
+        if unknown or len(set(self.textures)) != len(self.textures):
+            raise ValueError(f"prepare.synthetic.textures: {list(self.textures)}; give distinct names of {TEXTURES}")
         if min(self.train_per_class, self.test_per_class) < 1 or self.val_per_class < 0 or self.image_size < 16:
             raise ValueError("prepare.synthetic: train/test_per_class >= 1, val_per_class >= 0, image_size >= 16")
 
 
-def class_names(n_shapes: int = len(SHAPES), n_colours: int = len(COLOURS)) -> list[str]:
-    return [f"{c} {s}" for s in SHAPES[:n_shapes] for c in list(COLOURS)[:n_colours]]
+def class_names(
+    n_shapes: int = len(SHAPES), n_colours: int = len(COLOURS), first_shape: int = 0, first_colour: int = 0
+) -> list[str]:
+    shapes = SHAPES[first_shape : first_shape + n_shapes]
+    colours = list(COLOURS)[first_colour : first_colour + n_colours]
+    return [f"{c} {s}" for s in shapes for c in colours]
 
 
-def background_styles() -> list[tuple[str, str]]:
-    return [(t, c) for t in TEXTURES for c in TINTS]
+def background_styles(textures: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(texture, tint) pairs of `textures` (all of TEXTURES when empty), in TEXTURES order."""
+    return [(t, c) for t in TEXTURES if not textures or t in textures for c in TINTS]
+
+
+def is_synthetic(dataset: str) -> bool:
+    """`synthetic` and its variants `synthetic_<name>`: the generated benchmark, each with its own spec."""
+    return dataset == "synthetic" or dataset.startswith("synthetic_")
 
 
 def _regular(n: int, r: float, phase: float, aspect: float = 1.0) -> np.ndarray:
@@ -168,8 +200,8 @@ def render(
 def generate(root: Path, spec: SyntheticSpec, progress=None) -> Path:
     """Write images, masks (`mask/<relpath>`) and a Zhou-style split file."""
     rng = np.random.default_rng(spec.seed)
-    names = class_names(spec.n_shapes, spec.n_colours)
-    styles = background_styles()
+    names = class_names(spec.n_shapes, spec.n_colours, spec.first_shape, spec.first_colour)
+    styles = background_styles(spec.textures)
     own_style = (
         rng.permutation(len(styles))[: len(names)]
         if len(names) <= len(styles)

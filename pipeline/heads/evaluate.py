@@ -111,3 +111,55 @@ def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
             row[f"shift.fvgpt.{subset}"] = shift_index(z, z_fg, tau)
         results.append(row)
     return results
+
+
+@torch.no_grad()
+def evaluate_transfer(model: FVGPTHeads, feats: RunFeatures, branch: str) -> list[dict]:
+    """Cross-dataset accuracy over every test image and every class of `feats` (Table 2), one dict per stacked
+    member: zero-shot CLIP, the backbone, and backbone + FVG-PT through `branch`: "base" (FDC, the source's
+    own classes, which tuning saw) or "new" (PC with BRG, for a target's classes, none of which it saw). Also
+    the foreground shift index of the backbone and of + FVG-PT, and the BRG weight b on the new branch."""
+    if branch not in ("base", "new"):
+        raise ValueError(f"branch must be base or new, got {branch!r}")
+    device = next(model.parameters()).device
+    s = feats.logit_scale
+    f, f_clip, f_fg = (x.to(device) for x in (feats.test_feat, feats.test_clip, feats.test_feat_fg))
+    g, g_clip = feats.text_backbone.to(device), feats.text_clip.to(device)
+    y = feats.test_label.to(device)
+    has_fg = feats.test_has_fg.to(device)
+    shared = bool(feats.attrs.get("shares_clip_image", True))
+    z_backbone = s * f @ g.t()
+    if branch == "base":
+        z = model.base_logits(f, g)
+        b = None
+    else:
+        z, b = model.new_logits(f, f_clip, g, g_clip)
+    common = {"clip.acc": _acc((s * f_clip @ g_clip.t()).argmax(-1), y), "backbone.acc": _acc(z_backbone.argmax(-1), y)}
+    results = []
+    for k, cfg in enumerate(model.configs):
+        row = {**common, "fvgpt.acc": _acc(z[k].argmax(-1), y)}
+        row["gain.acc"] = row["fvgpt.acc"] - row["backbone.acc"]
+        if b is not None:
+            row["gate.b"] = float(b[k].mean())
+        if has_fg.any():
+            keep = has_fg
+            row["shift.backbone"] = shift_index(z_backbone[keep], s * f_fg[keep] @ g.t(), cfg.tau_d)
+            if branch == "base":
+                row["shift.fvgpt"] = shift_index(z[k][keep], model.base_logits(f_fg[keep], g)[k], cfg.tau_d)
+            elif shared:
+                z_fg = model.new_logits(f_fg[keep], f_fg[keep], g, g_clip)[0][k]
+                row["shift.fvgpt"] = shift_index(z[k][keep], z_fg, cfg.tau_d)
+        results.append(row)
+    return results
+
+
+def transfer_lines(source: str, dataset: str, metrics: dict) -> str:
+    """What the cross-dataset stages print: per backbone and seed, the accuracy of CLIP, it and + FVG-PT."""
+    lines = [f"tuned on {source}, tested on {dataset}:"]
+    for backbone, by_seed in metrics.items():
+        for seed, row in by_seed.items():
+            lines.append(
+                f"  {backbone:8s} {seed}  clip {row['clip.acc']:6.2f}  backbone {row['backbone.acc']:6.2f}  "
+                f"+FVG-PT {row['fvgpt.acc']:6.2f}"
+            )
+    return "\n".join(lines)

@@ -21,15 +21,21 @@ def save_heads(out_dir: Path, model: FVGPTHeads, log: list[dict], meta: dict) ->
     with atomic_path(out_dir / WEIGHTS) as tmp:
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
     write_json(out_dir / CONFIG, {"config": model.configs[0].to_dict(), **meta})
-    keys = list(log[0])
-    with atomic_path(out_dir / LOG) as tmp:
-        tmp.write_text(
-            "\n".join(
-                [",".join(keys)]
-                + [",".join(f"{row[k]:.6g}" if isinstance(row[k], float) else str(row[k]) for k in keys) for row in log]
-            )
-            + "\n"
-        )
+    write_long_logs(out_dir / LOG, [({}, log)])
+
+
+def write_long_logs(path: Path, runs: list[tuple[dict, list[dict]]]) -> None:
+    """Training logs of many runs as one CSV: each run's labels (dataset, backbone, seed, run) then its log's
+    columns, one row per epoch. Plain text, no pandas: the heads stage runs in every ablation."""
+    rows = [{**labels, **row} for labels, log in runs for row in log]
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+
+    def text(value) -> str:
+        return "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
+
+    with atomic_path(path) as tmp:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("\n".join([",".join(keys)] + [",".join(text(r.get(k)) for k in keys) for r in rows]) + "\n")
 
 
 def load_heads(out_dir: Path, dim: int, logit_scale: float, device="cpu") -> FVGPTHeads:

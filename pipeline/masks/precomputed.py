@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..datasets.synthetic import is_synthetic
 from .base import MaskRequest, MissingMaskError, Segmenter, StretchedMaskWarning, same_aspect
 
 # Half the value range of each PIL mode a mask file may have ("auto" threshold).
@@ -99,7 +100,7 @@ class GroundTruth(Precomputed):
         super().__init__(mask_dir="mask", strip_image_dir=True, extension="", threshold=127, image_dir="images")
 
     def segment(self, image: np.ndarray, request: MaskRequest) -> np.ndarray:
-        if request.dataset and request.dataset != "synthetic":
+        if request.dataset and not is_synthetic(request.dataset):
             raise ValueError(
                 f"groundtruth masks exist only for the synthetic benchmark, not {request.dataset}; "
                 "use precomputed, grabcut or seem"

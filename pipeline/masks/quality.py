@@ -64,3 +64,31 @@ def area_histogram(store: MaskStore, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def example_views(examples: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: Path, title: str):
+    """Rows: training image, its mask, its foreground view; `title` says which dataset and seed they come from.
+    Returns the (closed) figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..atomic import atomic_path
+
+    n = len(examples)
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.4), squeeze=False, layout="constrained")
+    for j, (img, mask, fg, name) in enumerate(examples):
+        for i, (arr, cmap) in enumerate(((img, None), (mask, "gray"), (fg, None))):
+            axes[i][j].imshow(arr, cmap=cmap)
+            axes[i][j].axis("off")
+        axes[0][j].set_title(name, fontsize=7)
+    for i, label in enumerate(("image", "mask", "foreground")):
+        axes[i][0].text(
+            -0.1, 0.5, label, transform=axes[i][0].transAxes, rotation=90, va="center", ha="right", fontsize=8
+        )
+    fig.suptitle(title, fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return fig

@@ -1,6 +1,6 @@
-"""Figures of the report: accuracy, shift index, gate scores, example views, training curves.
+"""Figures of the report: accuracy, shift index, gate scores, training curves, cross-dataset transfer.
 
-Every figure but the example views covers every dataset, backbone and seed: a grid with one row per dataset (and
+Every figure covers every dataset, backbone and seed: a grid with one row per dataset (and
 an "average" row when there are several), error bars for the std over seeds, and a title saying what is averaged.
 Each function returns its Figure (closed, but its axes can still be inspected) so a test can check the layout.
 """
@@ -224,23 +224,6 @@ def gate_scores(gates: pd.DataFrame, r_hists: dict[tuple[str, str], np.ndarray],
     return _finish(fig, title, handles, path, legend_size=7)
 
 
-def example_views(examples: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: Path, title: str) -> Figure:
-    """Rows: training image, its mask, its foreground view; `title` says which dataset and seed they come from."""
-    n = len(examples)
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.4), squeeze=False, layout="constrained")
-    for j, (img, mask, fg, name) in enumerate(examples):
-        for i, (arr, cmap) in enumerate(((img, None), (mask, "gray"), (fg, None))):
-            axes[i][j].imshow(arr, cmap=cmap)
-            axes[i][j].axis("off")
-        axes[0][j].set_title(name, fontsize=7)
-    for i, label in enumerate(("image", "mask", "foreground")):
-        axes[i][0].text(
-            -0.1, 0.5, label, transform=axes[i][0].transAxes, rotation=90, va="center", ha="right", fontsize=8
-        )
-    fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
-
-
 def _curve_panel(ax, runs: list[tuple[str, pd.DataFrame]], term: str, colours: dict[str, str]) -> None:
     """One line per run, drawn as one LineCollection: a Line2D per run makes a grid of 11 datasets x 4 backbones
     x 3 seeds several times slower to draw."""
@@ -279,3 +262,33 @@ def training_curves(logs: pd.DataFrame, path: Path) -> Figure | None:
         f"{_names('seeds', seeds)} (one line each)"
     )
     return _finish(fig, title, [Patch(color=c, label=b) for b, c in colours.items()], path)
+
+
+def cross_dataset_bars(table: pd.DataFrame, path: Path) -> Figure:
+    """Table 2 as bars: one row of panels per source, one column per backbone; in each, the source, the average
+    over targets and each target, with CLIP, the backbone and + FVG-PT, mean ± std over seeds. `table` is
+    `pipeline.report.cross.table2`'s."""
+    sources, backbones = list(dict.fromkeys(table["source"])), list(dict.fromkeys(table["backbone"]))
+    fig, axes = _grid(len(sources), len(backbones), (max(2.6, 0.9 * table["dataset"].nunique()), 2.2))
+    lowest = min((table[f"{s}.acc"] - table[f"{s}.acc_std"].fillna(0)).min() for s in SYSTEM_COLOURS)
+    floor = float(max(0.0, np.floor((lowest - 5) / 10) * 10))
+    for i, source in enumerate(sources):
+        for j, backbone in enumerate(backbones):
+            ax = axes[i][j]
+            rows = table[(table.source == source) & (table.backbone == backbone)]
+            order = [source] + [d for d in rows.dataset if d != source and d.startswith("average")]
+            order += [d for d in rows.dataset if d not in order]
+            rows = rows.set_index("dataset").loc[order]
+            series = [(c, rows[f"{s}.acc"]) for s, c in SYSTEM_COLOURS.items()]
+            stds = [rows[f"{s}.acc_std"].fillna(0) for s in SYSTEM_COLOURS]
+            labels = ["source" if d == source else ("target avg." if d.startswith("average") else d) for d in order]
+            _grouped_bars(ax, series, stds, labels)
+            ax.tick_params(axis="x", labelrotation=30)
+            ax.set_title(f"tuned on {source} / {backbone}", fontsize=8)
+            ax.set_ylim(floor, 100)
+        axes[i][0].set_ylabel("accuracy (%)", fontsize=8)
+    title = (
+        f"Cross-dataset transfer: accuracy on the source (base branch) and zero-shot on each target (new branch), "
+        f"mean ± std over {_seeds_text(table['seeds'])}"
+    )
+    return _finish(fig, title, [Patch(color=c, label=SYSTEM_LABELS[s]) for s, c in SYSTEM_COLOURS.items()], path)
