@@ -1,7 +1,7 @@
 """Time one heads ablation as a DVC experiment (`dvc exp run -S heads.<key>=<value>`) at two revisions.
 
 Each revision gets its own clone sharing this repository's DVC cache; both are first brought up to date
-with `dvc repro` (untimed, mostly cache checkouts), then the ablation runs at each revision in turn,
+with `dvc checkout` and `dvc repro` (untimed), then the ablation runs at each revision in turn,
 interleaved, with a fresh value per repetition so DVC's run cache never answers in place of a run.
 After each timed run the clone goes back to its baseline (git's files plus `dvc checkout`, or a repro
 where the revision cannot restore without one; untimed).
@@ -85,7 +85,7 @@ def main() -> None:
         envs = {rev: {**env, "PYTHONPATH": str(repo)} for rev, repo in repos.items()}
         for rev, repo in repos.items():
             print(f"{rev}: bringing the clone up to date (untimed) ...", flush=True)
-            sh(repo, "dvc", "repro", env=envs[rev])
+            restore(repo, envs[rev])  # outputs from the cache first: a stage with an uncached output re-runs
         for value in values:
             for rev, repo in repos.items():
                 took, stages = timed_ablation(repo, args.key, value, envs[rev])
