@@ -35,7 +35,6 @@ def repo(tmp_path_factory):
     copy_project(repo)
     write_params(
         repo,
-        repo,
         datasets=[SOURCE, T1],
         base2new=[],
         **{
