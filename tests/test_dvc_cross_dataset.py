@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.test_dvc_pipeline import ran, sh
-from tests.tiny_project import copy_project, init_repository, with_keys, write_params
+from tests.tiny_project import dvc_project, edit_params
 
 pytestmark = pytest.mark.slow
 
@@ -22,18 +22,12 @@ SOURCE, T1, T2 = "synthetic_src", "synthetic_t1", "synthetic_t2"
 INPUTS = {"inputs"}  # runs on every repro (a stat of each dataset); one stage for every dataset
 
 
-def _edit(repo, **changes) -> None:
-    params = with_keys(yaml.safe_load((repo / "params.yaml").read_text()), **changes)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     if shutil.which("fvgpt") is None:
         pytest.skip("the fvgpt command is not installed (pip install -e .)")
     repo = tmp_path_factory.mktemp("cross")
-    copy_project(repo)
-    write_params(
+    first = dvc_project(
         repo,
         datasets=[SOURCE, T1],
         base2new=[],
@@ -45,10 +39,6 @@ def repo(tmp_path_factory):
             "cross_dataset.heads": {"epochs": 1},
         },
     )
-    init_repository(repo)
-    first = sh(repo, "dvc", "repro")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "tiny cross-dataset pipeline")
     return repo, first
 
 
@@ -78,7 +68,7 @@ def test_a_fresh_repository_writes_table2(repo):
 def test_a_new_target_runs_only_its_own_stages(repo):
     path, _ = repo
     params = yaml.safe_load((path / "params.yaml").read_text())
-    _edit(
+    edit_params(
         path,
         datasets=[SOURCE, T1, T2],
         **{
@@ -104,7 +94,7 @@ def test_a_new_target_runs_only_its_own_stages(repo):
 
 def test_a_heads_key_reruns_the_heads_and_every_evaluation_but_no_encoding(repo):
     path, _ = repo
-    _edit(path, **{"heads.lambda_d": 3.0})
+    edit_params(path, **{"heads.lambda_d": 3.0})
     every = INPUTS
     assert ran(sh(path, "dvc", "repro")) == every | {
         f"cross_heads@{SOURCE}",
@@ -112,7 +102,7 @@ def test_a_heads_key_reruns_the_heads_and_every_evaluation_but_no_encoding(repo)
         f"cross_evaluate@{SOURCE}-{T2}",
         f"cross_report@{SOURCE}",
     }
-    _edit(path, **{"cross_dataset.target_branch": "base"})
+    edit_params(path, **{"cross_dataset.target_branch": "base"})
     assert ran(sh(path, "dvc", "repro")) == every | {
         f"cross_evaluate@{SOURCE}-{T1}",
         f"cross_evaluate@{SOURCE}-{T2}",

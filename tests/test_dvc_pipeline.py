@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.tiny_project import copy_project, init_repository, write_params
+from tests.tiny_project import copy_project, dvc_project, edit_params, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +31,7 @@ def ran(output: str) -> set[str]:
 
 
 def set_param(repo: Path, section: str, key: str, value) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    if key:
-        params[section][key] = value
-    else:
-        params[section] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(repo, **{f"{section}.{key}" if key else section: value})
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +39,7 @@ def repo(tmp_path_factory):
     if shutil.which("fvgpt") is None:
         pytest.skip("the fvgpt command is not installed (pip install -e .)")
     repo = tmp_path_factory.mktemp("pipeline")
-    copy_project(repo)
-    write_params(repo)
-    init_repository(repo)
-    first = sh(repo, "dvc", "repro")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "tiny pipeline")
-    return repo, first
+    return repo, dvc_project(repo)
 
 
 def test_first_run_builds_everything_and_second_run_nothing(repo):

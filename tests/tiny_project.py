@@ -79,6 +79,26 @@ def init_repository(repo: Path) -> None:
     shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
 
 
+def edit_params(repo: Path, **changes) -> None:
+    """Change keys of `repo`'s params.yaml in place (`with_keys`' spelling)."""
+    params = with_keys(yaml.safe_load((repo / "params.yaml").read_text()), **changes)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def dvc_project(repo: Path, **overrides) -> str:
+    """A committed DVC repository of the tiny project in `repo` after a first `dvc repro`; returns its output."""
+    import subprocess
+
+    copy_project(repo)
+    write_params(repo, **overrides)
+    init_repository(repo)
+    out = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True)
+    assert out.returncode == 0, f"dvc repro failed:\n{out.stdout}\n{out.stderr}"
+    for args in (["git", "add", "-A"], ["git", "commit", "-qm", "tiny pipeline"]):
+        subprocess.run(args, cwd=repo, check=True, capture_output=True)
+    return out.stdout + out.stderr
+
+
 def write_params(directory: Path, **overrides) -> Path:
     path = Path(directory) / "params.yaml"
     path.write_text(yaml.safe_dump(tiny_params(**overrides), sort_keys=False))
