@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from pipeline.features.run_features import RunFeatures, write_run_features
 from pipeline.heads.config import PER_MEMBER, HeadsConfig
-from pipeline.heads.evaluate import evaluate, harmonic_mean
+from pipeline.heads.evaluate import evaluate, evaluate_transfer, harmonic_mean
 from pipeline.heads.model import FVGPTHeads
 from pipeline.heads.signals import frg_target, kl, log_probs
 from pipeline.heads.train import shot_subset, stack_groups, stacked_epochs, train_heads, train_runs
@@ -333,3 +333,24 @@ def test_sweep_stacked_equals_sequential(tmp_path):
         "lambda_d=10 frg=True",
         "lambda_d=10 frg=False",
     ]
+
+
+@pytest.mark.parametrize("branch", [None, "base", "new"])
+def test_evaluating_a_stack_runs_each_branch_as_often_for_any_number_of_members(feats, monkeypatch, branch):
+    """The branches compute every member at once, so evaluation must call them a fixed number of times: one
+    call per member makes a K-config sweep's evaluation O(K^2)."""
+    calls = []
+    for name in ("base_logits", "new_logits"):
+        real = getattr(FVGPTHeads, name)
+        monkeypatch.setattr(
+            FVGPTHeads, name, lambda self, *a, _real=real, _name=name: calls.append(_name) or _real(self, *a)
+        )
+
+    def counted(k: int) -> int:
+        calls.clear()
+        model = FVGPTHeads([TRAINING.with_(seed=s, lambda_d=float(s)) for s in range(k)], 16, feats.logit_scale)
+        rows = evaluate(model, feats) if branch is None else evaluate_transfer(model, feats, branch)
+        assert len(rows) == k
+        return len(calls)
+
+    assert counted(1) == counted(6) > 0
