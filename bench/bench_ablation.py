@@ -17,11 +17,12 @@ import argparse
 import os
 import random
 import re
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from _timing import print_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,11 +94,7 @@ def main() -> None:
                 stages_run[rev] = stages
                 print(f"{rev}: {args.key}={value}: {took:.1f} s, {stages} stages run", flush=True)
                 restore(repo, envs[rev])
-    print("\n| revision | stages run | min s | median s | max s |\n|---|---|---|---|---|")
-    for rev, times in seconds.items():
-        print(f"| {rev} | {stages_run[rev]} | {min(times):.1f} | {statistics.median(times):.1f} | {max(times):.1f} |")
-    ratio = statistics.median(seconds[args.before]) / statistics.median(seconds[args.after])
-    print(f"\nmedian {args.before} / median {args.after}: {ratio:.1f}x")
+    print_summary(seconds, {"stages run": stages_run})
 
 
 if __name__ == "__main__":

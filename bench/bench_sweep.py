@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from _timing import print_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = "lambda_d=1,2,3,4,5,6,7,8,9,10 tau_d=1,1.5,2,2.5,3,3.5,4,4.5,5,5.5"  # 100 configurations
@@ -59,11 +60,7 @@ def main() -> None:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
-    print("\n| revision | min s | median s | max s |\n|---|---|---|---|")
-    for rev, times in seconds.items():
-        print(f"| {rev} | {min(times):.1f} | {statistics.median(times):.1f} | {max(times):.1f} |")
-    ratio = statistics.median(seconds[args.before]) / statistics.median(seconds[args.after])
-    print(f"\nmedian {args.before} / median {args.after}: {ratio:.1f}x")
+    print_summary(seconds)
 
 
 if __name__ == "__main__":

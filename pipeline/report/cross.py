@@ -9,9 +9,8 @@ from typing import Callable
 
 import pandas as pd
 
-from .tables import BACKBONE_NAMES
+from .tables import BACKBONE_NAMES, SYSTEMS
 
-SYSTEMS = ("clip", "backbone", "fvgpt")
 AVERAGE = "average over targets"
 
 

@@ -104,11 +104,10 @@ def _accuracy_panel(ax, row: pd.Series) -> None:
     _grouped_bars(ax, series, stds, list(SPLIT_LABELS.values()))
 
 
-def _accuracy_floor(table: pd.DataFrame) -> float:
-    """Where the shared y axis starts: the differences are a few points, so zoom in below the lowest bar."""
-    lowest = min(
-        (table[f"{sys}.{sp}"] - table[f"{sys}.{sp}_std"]).min() for sys in SYSTEM_COLOURS for sp in SPLIT_LABELS
-    )
+def _accuracy_floor(table: pd.DataFrame, columns: list[str]) -> float:
+    """Where the shared y axis starts: the differences are a few points, so zoom in below the lowest bar (mean
+    minus std) of `columns`."""
+    lowest = min((table[c] - table[f"{c}_std"].fillna(0)).min() for c in columns)
     return float(max(0.0, np.floor((lowest - 5) / 10) * 10))
 
 
@@ -118,7 +117,7 @@ def accuracy_bars(table: pd.DataFrame, path: Path) -> Figure:
     datasets, backbones = _ordered(table["dataset"]), list(dict.fromkeys(table["backbone"]))
     cells = table.set_index(["dataset", "backbone"])
     fig, axes = _grid(len(datasets), len(backbones), (2.6, 2.0))
-    floor = _accuracy_floor(table)
+    floor = _accuracy_floor(table, [f"{sys}.{sp}" for sys in SYSTEM_COLOURS for sp in SPLIT_LABELS])
     for i, dataset in enumerate(datasets):
         for j, backbone in enumerate(backbones):
             ax = axes[i][j]
@@ -270,8 +269,7 @@ def cross_dataset_bars(table: pd.DataFrame, path: Path) -> Figure:
     `pipeline.report.cross.table2`'s."""
     sources, backbones = list(dict.fromkeys(table["source"])), list(dict.fromkeys(table["backbone"]))
     fig, axes = _grid(len(sources), len(backbones), (max(2.6, 0.9 * table["dataset"].nunique()), 2.2))
-    lowest = min((table[f"{s}.acc"] - table[f"{s}.acc_std"].fillna(0)).min() for s in SYSTEM_COLOURS)
-    floor = float(max(0.0, np.floor((lowest - 5) / 10) * 10))
+    floor = _accuracy_floor(table, [f"{s}.acc" for s in SYSTEM_COLOURS])
     for i, source in enumerate(sources):
         for j, backbone in enumerate(backbones):
             ax = axes[i][j]
