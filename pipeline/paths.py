@@ -108,7 +108,7 @@ def masks_quality_path(dataset: str) -> Path:
 
 
 def metrics_dir(dataset: str) -> Path:
-    """The metrics of every backbone of one dataset (one `evaluate` stage writes them all)."""
+    """The metrics of every backbone of one dataset (one `heads` stage writes them all)."""
     return REPORTS / "metrics" / dataset
 
 
@@ -144,10 +144,16 @@ def cross_dir(source: str) -> Path:
     return REPORTS / "cross_dataset" / source
 
 
+def cross_metrics_dir(source: str) -> Path:
+    """The accuracy on the source and on every target of the runs tuned on `source` (one `cross_heads` stage
+    writes them all)."""
+    return cross_dir(source) / "metrics"
+
+
 def cross_metrics_path(source: str, dataset: str) -> Path:
     """Every backbone x seed's accuracy on `dataset` (the source or a target) of the runs tuned on `source`:
     {backbone: {"seed<k>": {metric: value}}}."""
-    return cross_dir(source) / "metrics" / f"{dataset}.json"
+    return cross_metrics_dir(source) / f"{dataset}.json"
 
 
 def cross_summary_path(source: str) -> Path:

@@ -136,26 +136,24 @@ def backbone(
     _run(ctx, "backbone", dataset, backbone, seed, params)
 
 
+ONE_SEED = typer.Option(None, "--seed", help="Only this seed (default: every seed of `seeds`).")
+
+
 @app.command()
 def features(
-    ctx: typer.Context, dataset: str = DATASET, backbone: str = BACKBONE, seed: int = SEED, params: str = PARAMS
+    ctx: typer.Context, dataset: str = DATASET, backbone: str = BACKBONE, seed: int = ONE_SEED, params: str = PARAMS
 ) -> None:
-    """Write one feature file per run: its rows of the shared encodings (or its own) and its class text features."""
+    """Write one feature file per run (each seed of `seeds`): its rows of the shared encodings (or its own) and
+    its class text features."""
     _run(ctx, "features", dataset, backbone, seed, params)
 
 
 @app.command()
 def heads(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
-    """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features, for every backbone x seed of
-    `backbones` x `seeds`, stacked in one process."""
+    """Train the FVG-PT heads (FRG, FDC, PC/BRG) on the cached features for every backbone x seed of
+    `backbones` x `seeds`, stacked in one process, and evaluate them: base/new/HM accuracy of CLIP, the backbone
+    and backbone + FVG-PT, shift index, gate statistics (one metrics file per backbone)."""
     _run(ctx, "heads", dataset, params)
-
-
-@app.command()
-def evaluate(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
-    """Base/new/HM accuracy of CLIP, the backbone and backbone + FVG-PT; shift index; gate statistics (every
-    backbone x seed of `backbones` x `seeds`, one metrics file per backbone)."""
-    _run(ctx, "evaluate", dataset, params)
 
 
 @app.command()
@@ -177,7 +175,6 @@ def sweep(
 
 
 SOURCE = typer.Argument(..., help="Cross-dataset source (one of `cross_dataset.sources`), tuned on every class.")
-TARGET = typer.Argument(..., help="Cross-dataset target (one of `cross_dataset.targets`), tested zero-shot.")
 
 
 @app.command("cross-backbone")
@@ -194,23 +191,19 @@ def cross_features(
     source: str = SOURCE,
     dataset: str = typer.Argument(..., help="The source itself (training rows and its test split) or a target."),
     backbone: str = BACKBONE,
-    seed: int = SEED,
+    seed: int = ONE_SEED,
     params: str = PARAMS,
 ) -> None:
-    """Cross-dataset: one run's feature file on the source or a target, through the encoders tuned on the source."""
+    """Cross-dataset: the feature files (each seed of `seeds`) on the source or a target, through the encoders
+    tuned on the source."""
     _run(ctx, "cross_features", source, dataset, backbone, seed, params)
 
 
 @app.command("cross-heads")
 def cross_heads(ctx: typer.Context, source: str = SOURCE, params: str = PARAMS) -> None:
-    """Cross-dataset: train the heads of every backbone x seed on the source; test them on its test split."""
+    """Cross-dataset: train the heads of every backbone x seed on the source; test them on its test split and on
+    every target's (accuracy of CLIP, each backbone and + FVG-PT)."""
     _run(ctx, "cross_heads", source, params)
-
-
-@app.command("cross-evaluate")
-def cross_evaluate(ctx: typer.Context, source: str = SOURCE, target: str = TARGET, params: str = PARAMS) -> None:
-    """Cross-dataset: accuracy on one target of CLIP, each backbone and + FVG-PT tuned on the source."""
-    _run(ctx, "cross_evaluate", source, target, params)
 
 
 @app.command("cross-report")

@@ -57,52 +57,99 @@ def _own_encodings(dataset, prepared, params, backbone, clip, device) -> Encoded
     return EncodedViews(path)
 
 
-def run(dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
-    """Base-to-new: the backbone tuned on `dataset`'s base classes; its base-class few-shot images to train on."""
+def run(dataset: str, backbone: str, seed: int | None = None, params_file: str = "params.yaml") -> None:
+    """Base-to-new: the backbone tuned on `dataset`'s base classes; its base-class few-shot images to train on.
+    One file per seed of `seeds` (or `seed` alone), in one process: the stage runs once per dataset x backbone."""
     params = start(params_file)
     prepared = read_prepared(prepared_dir(dataset))
-    train = prepared.fewshot_train(seed, "base")
     test_new = (prepared.test().subset == "new").to_numpy()
     split = (prepared.classes["base"], prepared.classes["new"])
-    model_dir = backbone_dir(dataset, backbone, seed)
-    out = features_path(dataset, backbone, seed)
-    write_features(params, dataset, prepared, model_dir, out, seed, train, train.sublabel, split, test_new)
+    shared = _Shared(params, dataset)
+    for k in _seeds(params, seed):
+        train = prepared.fewshot_train(k, "base")
+        model_dir = backbone_dir(dataset, backbone, k)
+        out = features_path(dataset, backbone, k)
+        write_features(params, dataset, prepared, model_dir, out, k, train, train.sublabel, split, test_new, shared)
 
 
-def cross(source: str, dataset: str, backbone: str, seed: int, params_file: str = "params.yaml") -> None:
-    """Cross-dataset: one run's features on the source (its few-shot images of every class to train on, and
-    its test split, every class a base class) or on a target (its test split only, every class a new class,
-    unseen in tuning), through the encoders tuned on the source."""
+def cross(source: str, dataset: str, backbone: str, seed: int | None = None, params_file: str = "params.yaml") -> None:
+    """Cross-dataset: the features on the source (its few-shot images of every class to train on, and its test
+    split, every class a base class) or on a target (its test split only, every class a new class, unseen in
+    tuning), through the encoders tuned on the source; one file per seed of `seeds` (or `seed` alone)."""
     params = start(params_file)
     prepared = read_prepared(prepared_dir(dataset))
     every_class = list(range(len(prepared.classnames)))
     n_test = len(prepared.test())
-    if dataset == source:
-        train = prepared.fewshot_train(seed, None)
-        labels, split, test_new = train.label, (every_class, []), np.zeros(n_test, bool)
-    else:
-        train = prepared.fewshot_train(seed, None).iloc[:0]
-        labels, split, test_new = [], ([], every_class), np.ones(n_test, bool)
-    model_dir = cross_backbone_dir(source, backbone, seed)
-    out = cross_features_path(source, dataset, backbone, seed)
-    write_features(params, dataset, prepared, model_dir, out, seed, train, labels, split, test_new, source=source)
+    shared = _Shared(params, dataset)
+    for k in _seeds(params, seed):
+        if dataset == source:
+            train = prepared.fewshot_train(k, None)
+            labels, split, test_new = train.label, (every_class, []), np.zeros(n_test, bool)
+        else:
+            train = prepared.fewshot_train(k, None).iloc[:0]
+            labels, split, test_new = [], ([], every_class), np.ones(n_test, bool)
+        model_dir = cross_backbone_dir(source, backbone, k)
+        out = cross_features_path(source, dataset, backbone, k)
+        write_features(
+            params, dataset, prepared, model_dir, out, k, train, labels, split, test_new, shared, source=source
+        )
+
+
+def _seeds(params, seed: int | None) -> list[int]:
+    if seed is None:
+        return list(params.seeds)
+    if seed not in params.seeds:
+        raise ValueError(f"seed {seed} is not in `seeds` {list(params.seeds)} of the params file: add it there")
+    return [seed]
+
+
+class _Shared:
+    """What every seed's file of one dataset reads the same: the frozen CLIP and the shared encodings, loaded on
+    first use and once."""
+
+    def __init__(self, params, dataset: str) -> None:
+        self.params, self.dataset = params, dataset
+        self._clip = self._views = None
+        self.device = pick_device(params.runtime.device)
+
+    @property
+    def clip(self):
+        if self._clip is None:
+            self._clip = clip_of(self.params, self.device)
+        return self._clip
+
+    @property
+    def views(self) -> EncodedViews:
+        if self._views is None:
+            self._views = EncodedViews(encoded_path(self.dataset))
+        return self._views
 
 
 def write_features(
-    params, dataset, prepared, model_dir: Path, out: Path, seed: int, train, train_labels, split, test_new, **meta
+    params,
+    dataset,
+    prepared,
+    model_dir: Path,
+    out: Path,
+    seed: int,
+    train,
+    train_labels,
+    split,
+    test_new,
+    shared: _Shared,
+    **meta,
 ) -> None:
     """One run's feature file: the rows of `train` (labelled `train_labels`, indices into split[0], the base
     classes) and every test image (`test_new` marks those of split[1], the new classes), through the backbone
     saved in `model_dir`, with its and CLIP's text features of every class. `meta` goes into the attributes."""
     cfg = params.features
-    device = pick_device(params.runtime.device)
     check_writable(out.parent)  # before any encoding, not after
-    clip = clip_of(params, device)
+    clip, device = shared.clip, shared.device
     backbone = model_dir.parent.name
     model = tuning.load(model_dir, clip, backbone_template(backbone, prepared.classes["dataset"]))
-    shared = model.shares_clip_image_encoder
-    clip_views = EncodedViews(encoded_path(dataset))
-    views = clip_views if shared else _own_encodings(dataset, prepared, params, model, clip, device)
+    shares_image = model.shares_clip_image_encoder
+    clip_views = shared.views
+    views = clip_views if shares_image else _own_encodings(dataset, prepared, params, model, clip, device)
 
     rows = views.train_rows(list(train.impath))
     test = prepared.test()
@@ -126,7 +173,7 @@ def write_features(
         "text/backbone": text_backbone,
         "text/clip": text_clip,
     }
-    if not shared:
+    if not shares_image:
         clip_test_index = {p: i for i, p in enumerate(clip_views.test_paths)}
         arrays["train/clip_full"] = clip_views.train["feat_full"][:, clip_views.train_rows(list(train.impath))]
         arrays["test/clip"] = clip_views.test["feat"][[clip_test_index[p] for p in test.impath]]
@@ -139,7 +186,7 @@ def write_features(
         "new": list(split[1]),
         "logit_scale": model.logit_scale,
         "clip_model": clip.name,
-        "shares_clip_image": shared,
+        "shares_clip_image": shares_image,
         "encoded_fingerprint": clip_views.attrs["fingerprint"],
         "params_fingerprint": fingerprint({"clip": to_plain(params.clip), "features": to_plain(cfg)}),
         **meta,
@@ -148,5 +195,5 @@ def write_features(
     v, n, d = arrays["train/feat_full"].shape
     print(
         f"dumped {dataset}/{backbone}/seed{seed}: {n} training images x {v} views, {len(test)} test images, "
-        f"{len(classnames)} classes, D={d} -> {out}" + ("" if shared else " (own image encodings)")
+        f"{len(classnames)} classes, D={d} -> {out}" + ("" if shares_image else " (own image encodings)")
     )

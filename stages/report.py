@@ -15,6 +15,7 @@ from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.paths import (
     REPORTS,
     cross_figure_path,
+    cross_metrics_dir,
     cross_metrics_path,
     cross_results_dir,
     cross_summary_path,
@@ -108,7 +109,7 @@ def run(params_file: str = "params.yaml") -> None:
         return
     runs = collect(metrics_path, datasets, backbones, seeds)
     if runs.empty:
-        raise FileNotFoundError("no metrics under reports/metrics: run the evaluate stage first (`dvc repro`)")
+        raise FileNotFoundError("no metrics under reports/metrics: run the heads stage first (`dvc repro`)")
     write_tables(runs)
     logs = training_logs(datasets, backbones, seeds)
     _write_csv(plots_dir() / "heads_training.csv", logs)
@@ -124,8 +125,7 @@ def cross(source: str, params_file: str = "params.yaml") -> None:
     runs = collect_cross(cross_metrics_path, [source], targets, params.backbones, params.seeds)
     if runs.empty:
         raise FileNotFoundError(
-            f"no cross-dataset metrics under {cross_metrics_path(source, source).parent}: run the cross_heads and "
-            "cross_evaluate stages first (`dvc repro`)"
+            f"no cross-dataset metrics under {cross_metrics_dir(source)}: run the cross_heads stage first (`dvc repro`)"
         )
     table = table2(runs)
     write_json(cross_summary_path(source), cross_summary(table)[source])
