@@ -118,8 +118,11 @@ def masks(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> N
 
 @app.command()
 def encode(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> None:
-    """Encode every training view and test image once with CLIP's image encoder (shared by zsclip, coop, kgcoop)."""
-    _run(ctx, "encode", dataset, params)
+    """Encode every training view and test image once with CLIP's image encoder (shared by zsclip, coop, kgcoop).
+    Under torchrun (`torchrun --nproc-per-node N $(which fvgpt) encode DATASET`) each process encodes a shard and
+    rank 0 joins them into the same file."""
+    rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    _run(ctx, "encode", dataset, params, log_parts=[dataset, f"rank{rank}" if rank else None])
 
 
 @app.command()

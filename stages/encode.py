@@ -15,6 +15,16 @@ from pipeline.config import to_plain
 from pipeline.device import pick_device
 from pipeline.features.encoded import encode_views
 from pipeline.features.encoder import image_encoder
+from pipeline.features.shards import (
+    Rank,
+    barrier,
+    join_parts,
+    launched_rank,
+    part_is_done,
+    part_path,
+    process_group,
+    shard_range,
+)
 from pipeline.features.views_dataset import ImageViews, view_sets
 from pipeline.fingerprint import file_digest, fingerprint, stat_digest
 from pipeline.manifest import read_prepared
@@ -48,10 +58,15 @@ def resume_key(params, seeds: list[int], train: ImageViews, test: ImageViews, de
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> None:
+    """Encode `dataset` in this process, or, launched by torchrun on N processes, one shard per rank joined by
+    rank 0 into the same file (pipeline/features/shards.py)."""
     params = start(params_file)
     cfg, runtime = params.encode, params.runtime
     seeds = list(params.seeds)
+    rank = launched_rank()
     device = pick_device(runtime.device)
+    if rank.distributed and device.type == "cuda":
+        device = torch.device("cuda", rank.local_rank)
     torch.manual_seed(0)
     prepared = read_prepared(prepared_dir(dataset))
     clip = clip_of(params, device)
@@ -63,18 +78,44 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
         "fingerprint": resume_key(params, seeds, train, test, device),
     }
     encode = image_encoder(clip.model.encode_image, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size)
-    print(
-        f"encoding {dataset}: {len(train)} training images x {train.views} views (+ foreground views), "
-        f"{len(test)} test images, {clip.name} on {device}"
-    )
+    out, run_attrs = encoded_path(dataset), attrs
+    with process_group(rank):
+        if rank.distributed:
+            batch = runtime.encode_batch_images
+            train = train.subset(*shard_range(len(train), batch, rank.rank, rank.world))
+            test = test.subset(*shard_range(len(test), batch, rank.rank, rank.world))
+            out = part_path(encoded_path(dataset), rank)
+            attrs = {
+                **attrs,
+                "fingerprint": fingerprint({"run": attrs["fingerprint"], "part": [rank.rank, rank.world]}),
+            }
+        print(
+            f"encoding {dataset}: {len(train)} training images x {train.views} views (+ foreground views), "
+            f"{len(test)} test images, {clip.name} on {device}"
+            + (f" (rank {rank.rank} of {rank.world}, its shard)" if rank.distributed else "")
+        )
+        if rank.distributed and part_is_done(out, attrs["fingerprint"]):
+            print(f"{out} is complete: kept")
+        else:
+            _encode(out, train, test, encode, clip.embed_dim, attrs, cfg, runtime)
+        if rank.distributed:
+            barrier(rank)  # every part written
+            if rank.rank == 0:
+                parts = [part_path(encoded_path(dataset), Rank(k, rank.world)) for k in range(rank.world)]
+                join_parts(encoded_path(dataset), parts, run_attrs)
+                print(f"joined {rank.world} parts into {encoded_path(dataset)}")
+            barrier(rank)  # no rank exits while the join could still fail
+
+
+def _encode(out, train, test, encode, dim: int, attrs: dict, cfg, runtime) -> None:
     t0 = time.perf_counter()
     with progress_bar("encode images", len(train) + len(test)) as advance:
         stats = encode_views(
-            encoded_path(dataset),
+            out,
             train,
             test,
             encode,
-            clip.embed_dim,
+            dim,
             attrs,
             cfg.dtype,
             runtime.encode_batch_images,

@@ -45,7 +45,7 @@ class EncodeStats:
         return self.views / self.seconds if self.seconds else float("nan")
 
 
-def _create(
+def create_encodings_file(
     path: Path,
     n_train: int,
     n_test: int,
@@ -56,6 +56,7 @@ def _create(
     train_paths: Sequence[str],
     test_paths: Sequence[str],
 ) -> h5py.File:
+    """A new, empty encodings file at `path` (open for writing), sized for every row; `done_*` attrs at 0."""
     f = h5py.File(path, "w")
     f.attrs.update({**attrs, "schema": SCHEMA, "views": views, "dim": dim, "done_train": 0, "done_test": 0})
     chunk = lambda n: max(1, min(n, 1024))  # noqa: E731
@@ -183,7 +184,9 @@ def encode_views(
     with hdf5_writes(tmp):
         f = _open_partial(tmp, attrs["fingerprint"], train.impaths, test.impaths)
         if f is None:
-            f = _create(tmp, len(train), len(test), train.views, dim, dtype, attrs, train.impaths, test.impaths)
+            f = create_encodings_file(
+                tmp, len(train), len(test), train.views, dim, dtype, attrs, train.impaths, test.impaths
+            )
         try:
             with torch.inference_mode():
                 _encode_split(f, "train", train, encode, batch_images, workers, stats, advance)

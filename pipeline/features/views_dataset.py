@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Sequence
 
@@ -48,6 +49,12 @@ class ImageViews(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.impaths)
+
+    def subset(self, start: int, stop: int) -> ImageViews:
+        """Images [start, stop) with the same views each (a view depends on the seed, its index and the path)."""
+        part = copy.copy(self)
+        part.impaths = self.impaths[start:stop]
+        return part
 
     def __getitem__(self, i: int):
         path = self.impaths[i]
