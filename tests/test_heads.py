@@ -1,6 +1,8 @@
 """FVG-PT heads on small made-up feature dumps."""
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import open_clip
@@ -13,7 +15,7 @@ from pipeline.heads.config import PER_MEMBER, HeadsConfig
 from pipeline.heads.evaluate import evaluate, evaluate_transfer, harmonic_mean
 from pipeline.heads.model import FVGPTHeads
 from pipeline.heads.signals import frg_target, kl, log_probs
-from pipeline.heads.train import shot_subset, stack_groups, stacked_epochs, train_heads, train_runs
+from pipeline.heads.train import MomentumSGD, shot_subset, stack_groups, stacked_epochs, train_heads, train_runs
 
 
 def make_features(
@@ -354,3 +356,37 @@ def test_evaluating_a_stack_runs_each_branch_as_often_for_any_number_of_members(
         return len(calls)
 
     assert counted(1) == counted(6) > 0
+
+
+def test_momentum_sgd_is_torch_sgd_bit_for_bit():
+    torch.manual_seed(0)
+    a = [torch.randn(5, 3, requires_grad=True), torch.randn(4, requires_grad=True), torch.randn(2, requires_grad=True)]
+    b = [p.detach().clone().requires_grad_() for p in a]
+    ours = MomentumSGD(a, momentum=0.9, weight_decay=5e-4)
+    theirs = torch.optim.SGD(b, lr=0.0, momentum=0.9, weight_decay=5e-4)
+    for step, lr in enumerate([1e-5, 0.002, 0.002, 0.0015, 0.0007, 0.0001]):
+        x = torch.randn(3)
+        ours.lr = lr
+        for group in theirs.param_groups:
+            group["lr"] = lr
+        for params, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            used = params if step % 2 else params[:2]  # a parameter without a gradient on some steps
+            loss = sum(((p.flatten()[:2] * x[:2]) ** 2).sum() for p in used)
+            loss.backward()
+            opt.step()
+        for p, q in zip(a, b):
+            assert torch.equal(p, q)
+
+
+def test_training_the_heads_never_imports_dynamo(tmp_path):
+    # torch.optim's first call imports torch._dynamo, ~1.8 s of every heads process; MomentumSGD exists to avoid it.
+    make_features(tmp_path / "f.h5")
+    code = (
+        "import sys; from pipeline.features.run_features import RunFeatures; from pipeline.heads.config import "
+        "HeadsConfig; from pipeline.heads.train import train_heads; "
+        f"train_heads(RunFeatures({str(tmp_path / 'f.h5')!r}), [HeadsConfig(epochs=2)]); "
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
