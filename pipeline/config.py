@@ -310,6 +310,24 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class AttentionConfig:
+    """`attention.*`: Grad-CAM of CLIP, each backbone and backbone + FVG-PT on the test images."""
+
+    layer: str = "last"  # last (ResNet layer4, ViT last block), a ResNet stage layer1-4, or a ViT block index
+    images: int = 0  # test images, evenly spaced over the split; 0 = all
+    cases: int = 2  # figure rows per kind of case (e.g. the backbone wrong and + FVG-PT right)
+
+    def __post_init__(self) -> None:
+        require(self.images >= 0, f"attention.images must be >= 0 (0 = all), got {self.images}")
+        require(self.cases >= 1, f"attention.cases must be >= 1, got {self.cases}")
+        layer_ok = self.layer == "last" or self.layer in ("layer1", "layer2", "layer3", "layer4")
+        require(
+            layer_ok or self.layer.lstrip("-").isdigit(),
+            f"attention.layer must be last, layer1 ... layer4 or a block index, got {self.layer!r}",
+        )
+
+
+@dataclass(frozen=True)
 class HeadsSection:
     """`heads.*`: the FVG-PT heads' settings (HeadsConfig) and per-"<dataset>/<backbone>" overrides."""
 
@@ -372,8 +390,8 @@ class RuntimeConfig:
     """Settings that never change a result; no stage declares them, so changing one re-runs nothing."""
 
     device: str = "auto"  # every stage: auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch CPU threads per stage process; 0 = torch's default
-    masks_workers: int = 0  # segmentation processes; 0 = all CPU cores
+    threads: int = 0  # torch CPU threads per stage process; 0 = the cores it may use (or OMP_NUM_THREADS if set)
+    masks_workers: int = 0  # segmentation processes; 0 = the cores the stage may use
     backbone_workers: int = 0  # DataLoader workers of backbone tuning
     encode_workers: int = 0  # DataLoader workers for decoding and augmentation
     encode_batch_images: int = 32  # images per DataLoader batch (each gives 2 x V views)
@@ -405,6 +423,7 @@ class Params:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     heads: HeadsSection = field(default_factory=HeadsSection)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
     cross_dataset: CrossDatasetConfig = field(default_factory=CrossDatasetConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 

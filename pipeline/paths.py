@@ -139,6 +139,16 @@ def figures_dir() -> Path:
     return REPORTS / "figures"
 
 
+def attention_metrics_path(dataset: str) -> Path:
+    """Every run's foreground share of Grad-CAM mass on one dataset's test images: {backbone: {"seed<k>": ...}}."""
+    return REPORTS / "attention" / f"{dataset}.json"
+
+
+def attention_figure_path(dataset: str) -> Path:
+    """The Grad-CAM figure of one dataset: cached by DVC like the report's figures."""
+    return REPORTS / "attention" / "figures" / f"{dataset}.png"
+
+
 def cross_dir(source: str) -> Path:
     """The cross-dataset results of the runs tuned on `source`: metrics per tested dataset, summary, Table 2."""
     return REPORTS / "cross_dataset" / source

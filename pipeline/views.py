@@ -103,6 +103,11 @@ def test_view(image: Image.Image, mask: np.ndarray | None, size: int, mean, std,
     x = _normalise(img, mean, std)
     if mask is None:
         return x, None, float("nan")
-    m = TF.center_crop(TF.resize(mask_to_image(mask, image.size), size, NEAREST), [size, size])
-    mt = torch.from_numpy(np.asarray(m) > 127)
+    mt = test_mask(mask, image.size, size)
     return x, foreground(x, mt, fill, mean, std), float(mt.float().mean())
+
+
+def test_mask(mask: np.ndarray, image_size: tuple[int, int], size: int) -> torch.Tensor:
+    """A test image's mask [size, size] (bool) on its view's pixels: the view's resize and centre crop."""
+    m = TF.center_crop(TF.resize(mask_to_image(mask, image_size), size, NEAREST), [size, size])
+    return torch.from_numpy(np.asarray(m) > 127)

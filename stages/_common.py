@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import re
 import sys
 import time
@@ -33,13 +35,33 @@ LOGS = DATA / "logs"
 
 
 def start(params_file: str) -> Params:
-    """The stage's params, checked in full, with `runtime.threads` applied."""
+    """The stage's params, checked in full, with the thread count applied: `runtime.threads`, or else the
+    cores this process may use, unless OMP_NUM_THREADS says otherwise."""
     params = load_params(params_file)
-    if params.runtime.threads:
+    # A stage that computes with torch imported it with its module; one that does not (report, inputs) should
+    # not pay the import for a setting it never uses.
+    if "torch" in sys.modules and (params.runtime.threads or "OMP_NUM_THREADS" not in os.environ):
         import torch
 
-        torch.set_num_threads(params.runtime.threads)
+        torch.set_num_threads(params.runtime.threads or usable_cores())
     return params
+
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (a container's
+    `--cpus`). torch's default counts the machine's cores, and more threads than cores slows small-tensor
+    work many times over."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return n
 
 
 # --- progress bars ---------------------------------------------------------------------------------------------

@@ -70,12 +70,14 @@ def _command_line(ctx: typer.Context) -> str:
     return shlex.join(words)
 
 
-def _run(ctx: typer.Context, name: str, *args, log_parts: Sequence | None = None) -> None:
+def _run(ctx: typer.Context, name: str, *args, log_parts: Sequence | None = None, function: str | None = None) -> None:
     """Run a stage, its output copied to data/logs/<name>/<log_parts, default: args but the params file>.log.
     A bad input ends it with one line on stderr (and in the log) and exit status 1 (FVGPT_TRACEBACK=1 shows the
-    traceback). A cross-dataset stage `cross_<kind>` is the function `cross` of its kind's module."""
+    traceback). A cross-dataset stage `cross_<kind>` is the function `cross` of its kind's module; `function`
+    names another function of the stage's module."""
     params_file = args[-1]
-    module, _, function = (name[len("cross_") :], "", "cross") if name.startswith("cross_") else (name, "", "run")
+    module, _, default = (name[len("cross_") :], "", "cross") if name.startswith("cross_") else (name, "", "run")
+    function = function or default
     with stage_log(name, args[:-1] if log_parts is None else log_parts, _command_line(ctx), params_file) as log:
         try:
             getattr(_stage(module), function)(*args)
@@ -157,6 +159,28 @@ def heads(ctx: typer.Context, dataset: str = DATASET, params: str = PARAMS) -> N
     `backbones` x `seeds`, stacked in one process, and evaluate them: base/new/HM accuracy of CLIP, the backbone
     and backbone + FVG-PT, shift index, gate statistics (one metrics file per backbone)."""
     _run(ctx, "heads", dataset, params)
+
+
+@app.command()
+def attention(
+    ctx: typer.Context,
+    dataset: str = DATASET,
+    image: list[str] = typer.Option(
+        None, "--image", help="An image of your own (repeat the option); without one, the stage on the test split."
+    ),
+    backbone: str = typer.Option("coop", help="With --image: the backbone whose heads score the images."),
+    seed: int = typer.Option(None, help="With --image: the run's seed (default: the first of `seeds`)."),
+    subset: str = typer.Option("base", help="With --image: score over the dataset's base or new classes."),
+    out: str = typer.Option("attention.png", help="With --image: the figure's path."),
+    params: str = PARAMS,
+) -> None:
+    """Grad-CAM maps of CLIP, each backbone and + FVG-PT: on the test split, the foreground share of each map
+    (reports/attention/<dataset>.json) and a figure of chosen cases; with --image, a figure of your images."""
+    if image:
+        args = (dataset, list(image), backbone, seed, subset, out, params)
+        _run(ctx, "attention", *args, log_parts=[dataset, "images"], function="images")
+        return
+    _run(ctx, "attention", dataset, params)
 
 
 @app.command()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -27,7 +25,7 @@ from pipeline.paths import (
     prepared_dir,
 )
 
-from ._common import progress_bar, start
+from ._common import progress_bar, start, usable_cores
 
 EXAMPLES = 6  # classes shown in the examples figure
 
@@ -65,7 +63,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
             {"segmenter": name, "cfg": seg_cfg, "size": size, "missing": cfg.missing, "images": images}
         ),
     }
-    workers = params.runtime.masks_workers or (os.cpu_count() or 1)
+    workers = params.runtime.masks_workers or usable_cores()
     writer = MaskStoreWriter(masks_path(dataset), size, attrs)
     try:
         with progress_bar(f"masks ({name})", len(requests)) as advance:

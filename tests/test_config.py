@@ -128,6 +128,7 @@ def test_dvc_outs_are_the_paths_pipeline_writes():
             paths.metrics_dir("synthetic"),
         ],
         "report": [paths.summary_path(), paths.results_dir(), paths.plots_dir(), paths.figures_dir()],
+        "attention": [paths.attention_metrics_path("synthetic"), paths.attention_figure_path("synthetic")],
         "cross_backbone": [paths.cross_backbone_dir("src", "coop", 1)],
         "cross_source_features": [paths.cross_features_path("src", "src", "coop", 1).parent],
         "cross_target_features": [paths.cross_features_path("src", "tgt", "coop", 1).parent],

@@ -92,11 +92,11 @@ def test_runtime_keys_never_invalidate_and_result_keys_mark_their_stages(repo):
     assert _changed_stages(path) == set()
 
 
-def test_heads_param_reruns_only_heads_and_report(repo):
+def test_heads_param_reruns_only_heads_attention_and_report(repo):
     path, _ = repo
     set_param(path, "heads", "lambda_d", 1.0)
     out = sh(path, "dvc", "repro")
-    assert ran(out) == {"inputs", "heads@synthetic", "report"}
+    assert ran(out) == {"inputs", "heads@synthetic", "attention@synthetic", "report"}
     sh(path, "git", "add", "-A")
     sh(path, "git", "commit", "-qm", "lambda_d 1")
 

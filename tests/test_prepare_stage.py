@@ -63,3 +63,36 @@ def test_fewshot_union_covers_every_seed_once(tmp_path, monkeypatch):
     assert set(union.impath) == expected and union.impath.is_unique
     with pytest.raises(KeyError, match="seed 9 was not prepared"):
         prep.fewshot_union([1, 9])
+
+
+@pytest.fixture
+def torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield torch
+    torch.set_num_threads(before)
+
+
+def test_stages_use_the_cores_they_may_run_on(tmp_path, monkeypatch, torch_threads):
+    from stages import _common
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(_common.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(_common, "CGROUP_CPU_MAX", quota)
+    quota.write_text("max 100000\n")
+    assert _common.usable_cores() == 6  # the affinity mask, not the machine's core count
+    quota.write_text("250000 100000\n")  # a container with --cpus 2.5
+    assert _common.usable_cores() == 3
+    _common.start(str(tmp_path / "params.yaml"))
+    assert torch_threads.get_num_threads() == 3
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # set by the user: theirs to keep
+    torch_threads.set_num_threads(1)
+    _common.start(str(tmp_path / "params.yaml"))
+    assert torch_threads.get_num_threads() == 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY, "runtime": {"threads": 2}}))
+    _common.start(str(tmp_path / "params.yaml"))  # runtime.threads wins over everything
+    assert torch_threads.get_num_threads() == 2

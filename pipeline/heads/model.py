@@ -157,23 +157,30 @@ class FVGPTHeads(torch.nn.Module):
         return single.to(next(self.parameters()).device).eval()
 
     # --- inference ----------------------------------------------------------
-    @torch.no_grad()
-    def base_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def base_scores(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Inference on base classes (Fig. 3), [K, M, C]: z_FDC where FDC is on, the frozen backbone's logits
-        where it is off."""
+        where it is off. Differentiable in f (Grad-CAM); `base_logits` is the same without a graph."""
         fk = f.unsqueeze(0).expand(self.k, -1, -1)
         z_fdc = self.fdc_logits(fk, g)
         fdc_on = torch.tensor([c.fdc for c in self.configs], device=f.device).view(-1, 1, 1)
         return torch.where(fdc_on, z_fdc, self.frozen_logits(fk, g))
 
-    @torch.no_grad()
-    def new_logits(self, f: torch.Tensor, f_clip: torch.Tensor, g: torch.Tensor, g_clip: torch.Tensor):
-        """Inference on new classes (Fig. 3), [K, M, C], and b [K, M]: z_PC with PC on; without PC the base branch."""
+    def new_scores(self, f: torch.Tensor, f_clip: torch.Tensor, g: torch.Tensor, g_clip: torch.Tensor):
+        """Inference on new classes (Fig. 3), [K, M, C], and b [K, M]: z_PC with PC on; without PC the base
+        branch. Differentiable in f and f_clip; `new_logits` is the same without a graph."""
         z_full = self.frozen_logits(f, g).unsqueeze(0).expand(self.k, -1, -1)
         z_clip = self.frozen_logits(f_clip, g_clip).unsqueeze(0).expand(self.k, -1, -1)
         z_pc, b = self.prior_calibrated(z_full, z_clip)
         pc_on = torch.tensor([c.pc for c in self.configs], device=f.device).view(-1, 1, 1)
-        return torch.where(pc_on, z_pc, self.base_logits(f, g)), b
+        return torch.where(pc_on, z_pc, self.base_scores(f, g)), b
+
+    @torch.no_grad()
+    def base_logits(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return self.base_scores(f, g)
+
+    @torch.no_grad()
+    def new_logits(self, f: torch.Tensor, f_clip: torch.Tensor, g: torch.Tensor, g_clip: torch.Tensor):
+        return self.new_scores(f, f_clip, g, g_clip)
 
     @torch.no_grad()
     def train_gate(self, f_full, f_fg, area, g) -> torch.Tensor:

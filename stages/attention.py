@@ -1,0 +1,260 @@
+"""attention: Grad-CAM maps of zero-shot CLIP, each backbone and backbone + FVG-PT on a dataset's test images;
+the share of each map inside the foreground mask, per run (a DVC metrics file); the paper's figure of chosen
+cases (image | CLIP | backbone | + FVG-PT, mask outlined, predictions printed).
+
+Each test image is scored as the evaluation scores it: a base-class image over the base classes (FDC's
+branch), a new-class image over the new classes (PC with BRG). A map is for the true class (the share) or the
+predicted class (the figure). Backbones with their own image encoder are left out (their maps need their
+encoder, not CLIP's)."""
+
+from __future__ import annotations
+
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.atomic import atomic_path, write_json
+from pipeline.attention import foreground_share, grad_cam, spatial_layer
+from pipeline.backbones import BACKBONES
+from pipeline.device import pick_device
+from pipeline.features.run_features import RunFeatures
+from pipeline.heads.io import load_heads
+from pipeline.images import load_rgb
+from pipeline.manifest import read_prepared
+from pipeline.masks.store import MaskStore
+from pipeline.models import clip_of
+from pipeline.paths import (
+    attention_figure_path,
+    attention_metrics_path,
+    features_path,
+    heads_dir,
+    masks_path,
+    prepared_dir,
+)
+from pipeline.report.attention import CASE_KINDS, attention_figure, case_kind
+from pipeline.views import test_mask, test_view
+
+from ._common import progress_bar, start
+
+MODELS = ("clip", "backbone", "fvgpt")
+
+
+def _scorers(feats: RunFeatures, heads, subset: str) -> dict:
+    """Each model's logits over the subset's classes as a function of normalised image features [B, D]."""
+    classes = torch.tensor(feats.base if subset == "base" else feats.new)
+    g, g_clip, s = feats.text_backbone[classes], feats.text_clip[classes], feats.logit_scale
+    if subset == "base":
+        fvgpt = lambda f: heads.base_scores(f, g)[0]  # noqa: E731
+    else:
+        fvgpt = lambda f: heads.new_scores(f, f, g, g_clip)[0][0]  # noqa: E731  (CLIP's encoder is shared)
+    return {"clip": lambda f: s * f @ g_clip.t(), "backbone": lambda f: s * f @ g.t(), "fvgpt": fvgpt}
+
+
+def run(dataset: str, params_file: str = "params.yaml") -> None:
+    params = start(params_file)
+    cfg = params.attention
+    device = pick_device(params.runtime.device)
+    prepared = read_prepared(prepared_dir(dataset))
+    clip = clip_of(params, device)
+    for p in clip.model.parameters():
+        p.requires_grad_(False)
+    layer = spatial_layer(clip.model.visual, cfg.layer)
+    backbones = [b for b in params.backbones if BACKBONES[b].shares_clip_image_encoder]
+    runs = list(product(backbones, params.seeds))
+
+    test = prepared.test().reset_index(drop=True)
+    if cfg.images and cfg.images < len(test):
+        test = test.iloc[np.linspace(0, len(test) - 1, cfg.images).round().astype(int)].reset_index(drop=True)
+    store = MaskStore(masks_path(dataset))
+    images, masks = _views(prepared, test, store, clip, params.encode.fill)
+
+    files = {run: RunFeatures(features_path(dataset, *run)) for run in runs}
+    heads = {
+        run: load_heads(heads_dir(dataset, *run), f.test_feat.shape[-1], f.logit_scale) for run, f in files.items()
+    }
+    # Every run's CLIP text features are the frozen CLIP's on the same templates: runs that agree share one map.
+    clip_key = {r: next(q for q in runs if torch.equal(files[q].text_clip, f.text_clip)) for r, f in files.items()}
+    subsets = {name: np.flatnonzero((test.subset == name).to_numpy()) for name in ("base", "new")}
+    share = {run: {m: np.full(len(test), np.nan) for m in MODELS} for run in runs}
+    predicted = {run: {m: np.zeros(len(test), np.int64) for m in MODELS} for run in runs}
+    batch = params.runtime.encode_batch_images
+    with progress_bar(f"Grad-CAM ({len(runs)} runs x {len(MODELS)} models)", len(test)) as advance:
+        for subset, rows in subsets.items():
+            classes = files[runs[0]].base if subset == "base" else files[runs[0]].new
+            local = {c: i for i, c in enumerate(classes)}
+            for start_at in range(0, len(rows), batch):
+                idx = rows[start_at : start_at + batch]
+                x, m = images[idx].to(device), masks[idx].to(device)
+                truth = torch.tensor([local[int(y)] for y in test.label.to_numpy()[idx]], device=device)
+                scores, targets = {}, {}
+                for run in runs:
+                    for model, score in _scorers(files[run], heads[run], subset).items():
+                        key = clip_key.get(run, run) if model == "clip" else run  # CLIP's map once, not per run
+                        scores[(key, model)], targets[(key, model)] = score, truth
+                cams = grad_cam(clip.model.encode_image, clip.model.visual, layer, x, scores, targets)
+                with torch.no_grad():
+                    f = torch.nn.functional.normalize(clip.model.encode_image(x).float(), dim=-1)
+                    top = {key: score(f).argmax(-1) for key, score in scores.items()}
+                for run in runs:
+                    for model in MODELS:
+                        key = (clip_key.get(run, run) if model == "clip" else run, model)
+                        predicted[run][model][idx] = [classes[int(k)] for k in top[key]]
+                        share[run][model][idx] = foreground_share(cams[key], m).cpu().numpy()
+                advance(len(idx))
+
+    has_mask = masks.flatten(1).any(1).numpy()
+    metrics: dict[str, dict] = {b: {} for b in backbones}
+    for (backbone, seed), per_model in share.items():
+        row = {"images": int(has_mask.sum()), "mask_area": float(masks.float().mean((1, 2))[has_mask].mean())}
+        for model, values in per_model.items():
+            for subset, rows in subsets.items():
+                row[f"{model}.{subset}"] = _mean(values[rows[has_mask[rows]]])
+            row[f"{model}.all"] = _mean(values[has_mask])
+            # Images whose map is zero everywhere (no location raises the class's score) have no share.
+            row[f"{model}.with_evidence"] = float(np.isfinite(values[has_mask]).mean()) if has_mask.any() else None
+        metrics[backbone][f"seed{seed}"] = row
+    write_json(attention_metrics_path(dataset), metrics)
+
+    first = params.seeds[0]
+    cases = _cases(test, predicted, backbones, first, cfg.cases)
+    panels = []
+    for backbone, kind, i in cases:
+        run = (backbone, first)
+        subset = test.subset[i]
+        scores = _scorers(files[run], heads[run], subset)
+        classes = files[run].base if subset == "base" else files[run].new
+        local = {c: k for k, c in enumerate(classes)}
+        targets = {m: torch.tensor([local[int(predicted[run][m][i])]], device=device) for m in MODELS}
+        cams = grad_cam(
+            clip.model.encode_image, clip.model.visual, layer, images[i : i + 1].to(device), scores, targets
+        )
+        panels.append(
+            {
+                "image": _display(images[i], clip.mean, clip.std),
+                "mask": masks[i].numpy(),
+                "title": f"{backbone}: {kind}\ntrue: {prepared.classnames[int(test.label[i])]} ({subset} class)",
+                "maps": {m: cams[m][0].cpu().numpy() for m in MODELS},
+                "labels": {m: prepared.classnames[int(predicted[run][m][i])] for m in MODELS},
+                "right": {m: int(predicted[run][m][i]) == int(test.label[i]) for m in MODELS},
+            }
+        )
+    title = (
+        f"{dataset}: Grad-CAM on CLIP's image encoder ({clip.name}, layer {cfg.layer}) for each model's predicted "
+        f"class,\nseed {first} of {list(params.seeds)}, the first {cfg.cases} test images of each kind of case; "
+        "white: the foreground mask"
+    )
+    with atomic_path(attention_figure_path(dataset)) as tmp:
+        attention_figure(panels, _share_lines(metrics), title, tmp)
+    print(_share_lines(metrics))
+
+
+def _views(prepared, test, store: MaskStore, clip, fill: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every test image's view (as the encode stage makes it) and its mask on the view's pixels (all False
+    for an image without a mask)."""
+    xs, ms = [], []
+    for path in test.impath:
+        image = load_rgb(prepared.root / path)
+        mask = store.mask(path) if path in store else None
+        x, _, _ = test_view(image, mask, clip.image_size, clip.mean, clip.std, fill)
+        xs.append(x)
+        ms.append(
+            test_mask(mask, image.size, clip.image_size)
+            if mask is not None
+            else torch.zeros(x.shape[-2:], dtype=torch.bool)
+        )
+    return torch.stack(xs), torch.stack(ms)
+
+
+def _cases(test, predicted, backbones, seed: int, per_kind: int) -> list[tuple[str, str, int]]:
+    """(backbone, kind, test row) of the figure's rows: the first `per_kind` test images of each kind of case,
+    in CASE_KINDS' order, for each backbone that is not zero-shot CLIP itself (all of them if none is)."""
+    shown = [b for b in backbones if b != "zsclip"] or list(backbones)
+    truth = test.label.to_numpy()
+    chosen = []
+    for backbone in shown:
+        right = {m: predicted[(backbone, seed)][m] == truth for m in MODELS}
+        kinds = [case_kind(right["clip"][i], right["backbone"][i], right["fvgpt"][i]) for i in range(len(test))]
+        for kind in CASE_KINDS:
+            chosen += [(backbone, kind, i) for i in [i for i, k in enumerate(kinds) if k == kind][:per_kind]]
+    return chosen
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """The mean over the images with a share; None (JSON null) if none has one."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else None
+
+
+def _display(x: torch.Tensor, mean, std) -> np.ndarray:
+    """A normalised view back to RGB in [0, 1], [H, W, 3]."""
+    rgb = x * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
+    return rgb.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def _share_lines(metrics: dict) -> str:
+    lines = ["foreground share of Grad-CAM mass (mean over seeds; chance = the mask's area):"]
+    for backbone, per_seed in metrics.items():
+        rows = list(per_seed.values())
+        mean = {m: np.mean([np.nan if r[f"{m}.all"] is None else r[f"{m}.all"] for r in rows]) for m in MODELS}
+        lines.append(
+            f"  {backbone:8s} CLIP {mean['clip']:.3f}  backbone {mean['backbone']:.3f}  + FVG-PT {mean['fvgpt']:.3f}"
+            f"  (mask area {rows[0]['mask_area']:.3f})"
+        )
+    return "\n".join(lines)
+
+
+def images(
+    dataset: str,
+    paths: list[str],
+    backbone: str,
+    seed: int | None,
+    subset: str,
+    out: str,
+    params_file: str = "params.yaml",
+) -> None:
+    """Grad-CAM of CLIP, `backbone` and + FVG-PT (its heads trained on `dataset`) on any images, scored over
+    the dataset's `subset` classes, for each model's predicted class: one figure row per image at `out`."""
+    params = start(params_file)
+    if subset not in ("base", "new"):
+        raise ValueError(f"--subset must be base or new, got {subset!r}")
+    seed = params.seeds[0] if seed is None else seed
+    device = pick_device(params.runtime.device)
+    prepared = read_prepared(prepared_dir(dataset))
+    clip = clip_of(params, device)
+    for p in clip.model.parameters():
+        p.requires_grad_(False)
+    if not BACKBONES[backbone].shares_clip_image_encoder:
+        raise ValueError(f"{backbone} has its own image encoder: Grad-CAM on CLIP's encoder does not show it")
+    layer = spatial_layer(clip.model.visual, params.attention.layer)
+    feats = RunFeatures(features_path(dataset, backbone, seed))
+    heads = load_heads(heads_dir(dataset, backbone, seed), feats.test_feat.shape[-1], feats.logit_scale)
+    scores = _scorers(feats, heads, subset)
+    classes = feats.base if subset == "base" else feats.new
+    panels = []
+    for path in paths:
+        image = load_rgb(path)
+        x, _, _ = test_view(image, None, clip.image_size, clip.mean, clip.std, params.encode.fill)
+        x = x.unsqueeze(0).to(device)
+        with torch.no_grad():
+            f = torch.nn.functional.normalize(clip.model.encode_image(x).float(), dim=-1)
+            top = {m: score(f).argmax(-1) for m, score in scores.items()}
+        cams = grad_cam(clip.model.encode_image, clip.model.visual, layer, x, scores, top)
+        panels.append(
+            {
+                "image": _display(x[0].cpu(), clip.mean, clip.std),
+                "mask": np.zeros(x.shape[-2:], bool),
+                "title": Path(path).name,
+                "maps": {m: cams[m][0].cpu().numpy() for m in MODELS},
+                "labels": {m: prepared.classnames[classes[int(top[m])]] for m in MODELS},
+                "right": {m: True for m in MODELS},
+            }
+        )
+    title = (
+        f"Grad-CAM on {clip.name} (layer {params.attention.layer}) for each model's predicted class among\n"
+        f"{dataset}'s {subset} classes; {backbone} seed {seed} and its FVG-PT heads"
+    )
+    with atomic_path(out) as tmp:
+        attention_figure(panels, "", title, tmp, marks=False)
+    print(f"wrote {out}")
