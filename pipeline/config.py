@@ -273,9 +273,10 @@ class BackboneConfig:
         return cls(train, overrides, settings)
 
     def recipe(self, dataset: str, backbone: str) -> TrainSettings:
-        """`train`, then the backbone's own `epochs` if it sets one, then `overrides["<dataset>/<backbone>"]`."""
+        """`train`, then the backbone's own `epochs` and `lr` where it sets them, then
+        `overrides["<dataset>/<backbone>"]`."""
         own = self.settings[backbone]
-        recipe = replace(self.train, epochs=own.epochs) if getattr(own, "epochs", None) else self.train
+        recipe = replace(self.train, **{k: getattr(own, k) for k in ("epochs", "lr") if getattr(own, k, None)})
         return replace(recipe, **self.overrides.get(f"{dataset}/{backbone}", {}))
 
     def to_plain(self) -> dict:

@@ -24,6 +24,7 @@ class Backbone(torch.nn.Module):
 
     name = "base"
     shares_clip_image_encoder = True
+    needs_vit = False  # prompts inside the image encoder's transformer: a ViT CLIP only
     needs_training = True
     # Train-time augmentation (pipeline.transforms.train_transform): "resize" (Dassl's center_crop list, a squash)
     # or "crop_flip" (RandomResizedCrop + flip).
@@ -62,6 +63,21 @@ class Backbone(torch.nn.Module):
         logits = self.logit_scale * image_features @ text.t()
         ce = F.cross_entropy(logits, labels)
         return ce, {"ce": float(ce.detach())}
+
+    def training_loss(
+        self, images: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]
+    ) -> tuple[torch.Tensor, dict]:
+        """The objective on a batch of images. Backbones that learn only on the text side encode the images
+        without a graph; one with learned image prompts (PromptSRC) overrides this."""
+        with torch.no_grad():
+            feats = self.encode_image(images)
+        return self.loss(feats, labels, classnames)
+
+    def end_epoch(self, epoch: int, epochs: int) -> None:
+        """Called after each epoch (0-based `epoch` of `epochs`), e.g. to average prompts over epochs."""
+
+    def end_training(self) -> None:
+        """Called once after the last epoch, before the learned state is saved."""
 
     def learnable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.state_dict().items()}

@@ -11,9 +11,10 @@ from ..models import ClipModel
 from .base import Backbone
 from .coop import CoOp
 from .kgcoop import KgCoOp
+from .promptsrc import PromptSRC
 from .zsclip import ZeroShotCLIP
 
-BACKBONES: dict[str, type[Backbone]] = {cls.name: cls for cls in (ZeroShotCLIP, CoOp, KgCoOp)}
+BACKBONES: dict[str, type[Backbone]] = {cls.name: cls for cls in (ZeroShotCLIP, CoOp, KgCoOp, PromptSRC)}
 
 
 def create_backbone(name: str, clip: ClipModel, template: str, classnames: Sequence[str] = (), **settings) -> Backbone:

@@ -47,9 +47,7 @@ def train(
         for images, labels in loader:
             images, labels = images.to(device), labels.to(device)
             with autocast(device, getattr(recipe, "precision", "bf16")):
-                with torch.no_grad():
-                    feats = backbone.encode_image(images)
-                loss, parts = backbone.loss(feats, labels, classnames)
+                loss, parts = backbone.training_loss(images, labels, classnames)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -59,8 +57,10 @@ def train(
             if advance:
                 advance(1)
         log.append({"epoch": epoch + 1, "lr": lr, **{k: v / max(n, 1) for k, v in totals.items()}})
+        backbone.end_epoch(epoch, recipe.epochs)
         if on_epoch:
             on_epoch(log[-1])
+    backbone.end_training()
     return log
 
 
