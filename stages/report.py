@@ -14,6 +14,7 @@ import pandas as pd
 from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.paths import (
     REPORTS,
+    attention_metrics_path,
     cross_figure_path,
     cross_metrics_dir,
     cross_metrics_path,
@@ -29,6 +30,7 @@ from pipeline.paths import (
 from pipeline.report import figures
 from pipeline.report.cross import collect_cross, cross_summary, table2, table2_markdown
 from pipeline.report.tables import (
+    attention_table,
     base_to_new_and_average,
     collect,
     markdown,
@@ -58,6 +60,27 @@ def write_tables(runs: pd.DataFrame) -> None:
     compact = base_to_new_and_average(runs)
     _write_csv(out / "base_to_new.csv", compact)
     write_text(out / "base_to_new.md", markdown(compact))
+    write_text(out / "attention.md", attention_table(runs))
+
+
+def with_attention(runs: pd.DataFrame, datasets) -> pd.DataFrame:
+    """`runs` with each run's foreground share of Grad-CAM mass (all test images) as `attention.<system>`
+    columns, from the attention stage's file of each dataset (a run it skipped keeps NaN)."""
+    rows = []
+    for dataset in datasets:
+        path = attention_metrics_path(dataset)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run the attention stage first (`dvc repro attention`)")
+        for backbone, per_seed in json.loads(path.read_text()).items():
+            for seed, shares in per_seed.items():
+                row = {"dataset": dataset, "backbone": backbone, "seed": int(seed.removeprefix("seed"))}
+                for system in ("clip", "backbone", "fvgpt"):
+                    value = shares.get(f"{system}.all")
+                    row[f"attention.{system}"] = np.nan if value is None else float(value)
+                rows.append(row)
+    if not rows:
+        return runs
+    return runs.merge(pd.DataFrame(rows), on=["dataset", "backbone", "seed"], how="left")
 
 
 def training_logs(datasets, backbones, seeds) -> pd.DataFrame:
@@ -110,6 +133,7 @@ def run(params_file: str = "params.yaml") -> None:
     runs = collect(metrics_path, datasets, backbones, seeds)
     if runs.empty:
         raise FileNotFoundError("no metrics under reports/metrics: run the heads stage first (`dvc repro`)")
+    runs = with_attention(runs, datasets)
     write_tables(runs)
     logs = training_logs(datasets, backbones, seeds)
     _write_csv(plots_dir() / "heads_training.csv", logs)

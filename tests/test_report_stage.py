@@ -77,3 +77,45 @@ def test_the_example_foreground_view_is_the_pipelines_black_fill_view():
     x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)
     want = foreground(x, torch.from_numpy(mask), "black", (0, 0, 0), (1, 1, 1)).permute(1, 2, 0).numpy()
     assert np.array_equal(masks.black_foreground_view(img, mask.astype(np.uint8)), want)
+
+
+def _attention_file(dataset: str, shares: dict) -> None:
+    from pipeline.paths import attention_metrics_path
+
+    path = attention_metrics_path(dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(shares))
+
+
+def test_foreground_shares_join_the_runs_the_summary_and_their_table(in_tmp):
+    from pipeline.report.tables import attention_table
+
+    for d in ("a", "b"):
+        _attention_file(
+            d,
+            {
+                b: {
+                    f"seed{s}": {
+                        "clip.all": 0.2,
+                        "backbone.all": 0.2 + 0.01 * s,
+                        "fvgpt.all": 0.3 if b == "coop" else None,
+                    }
+                    for s in (1, 2)
+                }
+                for b in ("zsclip", "coop")
+            },
+        )
+    runs = report.with_attention(_runs(), ["a", "b"])
+    coop = runs[(runs.dataset == "a") & (runs.backbone == "coop")].sort_values("seed")
+    assert coop["attention.backbone"].tolist() == pytest.approx([0.21, 0.22])
+    assert runs[runs.backbone == "zsclip"]["attention.fvgpt"].isna().all()  # null: no map had any evidence
+    shares = summary(runs)["a"]["coop"]["foreground_share"]
+    assert shares == pytest.approx({"clip": 0.2, "backbone": 0.215, "fvgpt": 0.3})
+    assert "foreground_share" not in summary(runs)["a"]["zsclip"]  # not a number: left out, not NaN
+    table = attention_table(runs)
+    assert "| a | coop | 0.200 | 0.215 ± 0.007 | 0.300 |" in table and "| a | zsclip |" not in table
+
+
+def test_the_report_names_the_missing_attention_stage(in_tmp):
+    with pytest.raises(FileNotFoundError, match="attention stage"):
+        report.with_attention(_runs(), ["a"])

@@ -132,7 +132,31 @@ def summary(runs: pd.DataFrame) -> dict:
                 "backbone": float(row[shift[0]]),
                 "fvgpt": float(row[shift[1]]),
             }
+    share = [f"attention.{system}" for system in SYSTEMS]
+    if set(share) <= set(runs.columns):  # where each model looks: Grad-CAM mass inside the mask
+        for _, row in seed_stats(runs, share).iterrows():
+            values = {system: float(row[f"attention.{system}"]) for system in SYSTEMS}
+            if not any(np.isnan(v) for v in values.values()):
+                out[row["dataset"]][row["backbone"]]["foreground_share"] = values
     return out
+
+
+def attention_table(runs: pd.DataFrame) -> str:
+    """Markdown: per dataset x backbone, the share of Grad-CAM mass inside the foreground mask of CLIP, the
+    backbone and + FVG-PT, mean ± std over seeds (the attention stage's runs only)."""
+    cols = [f"attention.{system}" for system in SYSTEMS]
+    if not set(cols) <= set(runs.columns):
+        return "No attention maps (the attention stage writes reports/attention/<dataset>.json).\n"
+    stats = seed_stats(runs.dropna(subset=cols), cols)
+    lines = ["| dataset | backbone | CLIP | backbone | + FVG-PT |", "|---|---|---|---|---|"]
+    for _, row in stats.iterrows():
+        cells = []
+        for col in cols:
+            std = row.get(col + "_std")
+            spread = not pd.isna(std) and row.get("seeds", 0) >= 2 and std > 0
+            cells.append(f"{row[col]:.3f} ± {std:.3f}" if spread else f"{row[col]:.3f}")
+        lines.append(f"| {row['dataset']} | {row['backbone']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nShare of each map's mass inside the foreground mask, for the true class.\n"
 
 
 CONVENTION = (
