@@ -12,7 +12,7 @@ from itertools import product
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.device import pick_device
 from pipeline.features.run_features import RunFeatures
-from pipeline.heads.evaluate import evaluate, evaluate_transfer, transfer_lines
+from pipeline.heads.evaluate import EpochReadings, evaluate, evaluate_transfer, transfer_lines
 from pipeline.heads.io import save_heads, write_long_logs
 from pipeline.heads.train import stacked_epochs, train_runs
 from pipeline.paths import (
@@ -36,7 +36,9 @@ def _epoch_line(row: dict) -> str:
     )
 
 
-def _train(runs: list[tuple[str, int]], files: list[RunFeatures], configs: list, device, label: str) -> list:
+def _train(
+    runs: list[tuple[str, int]], files: list[RunFeatures], configs: list, device, label: str, readings=None
+) -> list:
     """Every run's (model, log), trained stacked: every run is a member of as few stacks as its configs allow
     (usually one), the same weights as training them one by one in about the time of one, since the steps are
     small and their overhead is the cost. Each epoch's losses print as they happen."""
@@ -47,7 +49,7 @@ def _train(runs: list[tuple[str, int]], files: list[RunFeatures], configs: list,
             print(f"  {runs[k][0]} seed {runs[k][1]}".ljust(width + 4) + _epoch_line(row))
 
     with progress_bar(f"heads epochs {label}({len(runs)} runs stacked)", stacked_epochs(files, configs)) as advance:
-        return train_runs(files, configs, device, advance, print_epoch)
+        return train_runs(files, configs, device, advance, print_epoch, readings)
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> None:
@@ -60,7 +62,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     # Fresh folders swapped in at the end (opened first, so a read-only output fails before training): no run of
     # an earlier repro survives, and a failed evaluation leaves the previous heads and metrics whole.
     with atomic_dir(heads_dataset_dir(dataset)) as heads_out, atomic_dir(metrics_dir(dataset)) as metrics_out:
-        trained = _train(runs, files, configs, device, "")
+        # Test accuracy and shift index after each epoch, for the trend figure (paper Fig. 5)
+        trained = _train(runs, files, configs, device, "", lambda stack: EpochReadings(stack, device))
         metrics: dict[str, dict] = {backbone: {} for backbone in params.backbones}
         for (backbone, seed), (model, log), feats in zip(runs, trained, files):
             n_params = sum(p.numel() for p in model.parameters())

@@ -113,6 +113,7 @@ def write_figures(runs: pd.DataFrame, logs: pd.DataFrame, r_hists: dict) -> None
     )
     figures.gate_scores(seed_stats(runs, ["gate.b_base", "gate.b_new"]), r_hists, figures_dir() / "gates.png")
     figures.training_curves(logs, figures_dir() / "heads_training.png")
+    figures.epoch_trends(logs, runs, figures_dir() / "epoch_trends.png")
 
 
 def _no_runs() -> None:

@@ -390,3 +390,21 @@ def test_training_the_heads_never_imports_dynamo(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_epoch_readings_end_at_the_evaluation_and_leave_the_weights_alone(tmp_path):
+    from pipeline.heads.evaluate import EpochReadings
+
+    files = [make_features(tmp_path / f"seed{s}.h5", seed=s) for s in (1, 2)]
+    configs = [TRAINING.with_(seed=s) for s in (1, 2)]
+    plain = train_runs(files, configs)
+    read = train_runs(files, configs, epoch_readings=lambda stack: EpochReadings(stack))
+    for (model, log), (model_read, log_read), f in zip(plain, read, files):
+        for name, value in model.state_dict().items():
+            assert torch.equal(value, model_read.state_dict()[name]), name
+        final = evaluate(model_read, f)[0]
+        last = log_read[-1]
+        assert last["test.fvgpt.base"] == pytest.approx(final["fvgpt.base"])
+        assert last["test.fvgpt.new"] == pytest.approx(final["fvgpt.new"])
+        assert last["test.shift.fvgpt.base"] == pytest.approx(final["shift.fvgpt.base"], rel=1e-5)
+        assert len(log_read) == configs[0].epochs and "test.fvgpt.base" not in log[-1]

@@ -34,10 +34,8 @@ def _triple(base: float, new: float) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
-    """One metrics dict per stacked member (clip/backbone entries are the same for all)."""
-    device = next(model.parameters()).device
-    s = feats.logit_scale
+def _test_subsets(feats: RunFeatures, device) -> tuple[dict, dict]:
+    """The base and the new test images' features, labels and class features, on `device`."""
     out = {}
     for subset, classes in (("base", feats.base), ("new", feats.new)):
         mask = feats.test_subset == (0 if subset == "base" else 1)
@@ -51,7 +49,57 @@ def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
             g=feats.text_backbone[cls].to(device),
             g_clip=feats.text_clip[cls].to(device),
         )
-    b, n = out["base"], out["new"]
+    return out["base"], out["new"]
+
+
+class EpochReadings:
+    """+ FVG-PT's base and new test accuracy and its foreground shift index on base test images, for a trend
+    over training epochs (paper Fig. 5): `readings(model)` gives one dict per member of a stack whose member k
+    runs on files[k], all members in one batched pass (the test tensors stacked once). Read for the figure
+    only, never to choose anything."""
+
+    def __init__(self, files: list[RunFeatures], device="cpu") -> None:
+        self.subsets = [_test_subsets(f, device) for f in files]
+        shapes = {tuple(tuple(t.shape) for t in (*b.values(), *n.values())) for b, n in self.subsets}
+        self.stacked = None
+        if len(shapes) == 1:  # one test split (the runs of one dataset): every member in one pass
+            self.stacked = [
+                {key: torch.stack([pair[i][key] for pair in self.subsets]) for key in self.subsets[0][i]}
+                for i in (0, 1)
+            ]
+
+    @torch.no_grad()
+    def __call__(self, model: FVGPTHeads) -> list[dict]:
+        if self.stacked is not None:
+            return self._read(model, *self.stacked, list(range(model.k)))
+        return [self._read(model, b, n, [k])[0] for k, (b, n) in enumerate(self.subsets)]
+
+    @staticmethod
+    def _read(model: FVGPTHeads, b: dict, n: dict, members: list[int]) -> list[dict]:
+        """The readings of `members`, from inputs stacked per member ([K, ...]) or shared by all ([...])."""
+        base = model.base_logits(b["f"], b["g"])
+        new = model.new_logits(n["f"], n["f_clip"], n["g"], n["g_clip"])[0]
+        z_fg = model.base_logits(b["f_fg"], b["g"])
+        stacked = b["f"].dim() == 3
+        out = []
+        for i, k in enumerate(members):
+            pick = (lambda t, i=i: t[i]) if stacked else (lambda t: t)
+            row = {
+                "test.fvgpt.base": _acc(base[k].argmax(-1), pick(b["y"])),
+                "test.fvgpt.new": _acc(new[k].argmax(-1), pick(n["y"])),
+            }
+            keep = pick(b["has_fg"])
+            if keep.any():
+                row["test.shift.fvgpt.base"] = shift_index(base[k][keep], z_fg[k][keep], model.configs[k].tau_d)
+            out.append(row)
+        return out
+
+
+def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
+    """One metrics dict per stacked member (clip/backbone entries are the same for all)."""
+    device = next(model.parameters()).device
+    s = feats.logit_scale
+    b, n = _test_subsets(feats, device)
     acc = {
         name: {
             k: _acc(

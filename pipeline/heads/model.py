@@ -159,8 +159,9 @@ class FVGPTHeads(torch.nn.Module):
     # --- inference ----------------------------------------------------------
     def base_scores(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Inference on base classes (Fig. 3), [K, M, C]: z_FDC where FDC is on, the frozen backbone's logits
-        where it is off. Differentiable in f (Grad-CAM); `base_logits` is the same without a graph."""
-        fk = f.unsqueeze(0).expand(self.k, -1, -1)
+        where it is off. f is [M, D] for every member, or [K, M, D] with g [K, C, D], one input per member.
+        Differentiable in f (Grad-CAM); `base_logits` is the same without a graph."""
+        fk = f if f.dim() == 3 else f.unsqueeze(0).expand(self.k, -1, -1)  # [K, M, D]: each member its own
         z_fdc = self.fdc_logits(fk, g)
         fdc_on = torch.tensor([c.fdc for c in self.configs], device=f.device).view(-1, 1, 1)
         return torch.where(fdc_on, z_fdc, self.frozen_logits(fk, g))
@@ -168,8 +169,9 @@ class FVGPTHeads(torch.nn.Module):
     def new_scores(self, f: torch.Tensor, f_clip: torch.Tensor, g: torch.Tensor, g_clip: torch.Tensor):
         """Inference on new classes (Fig. 3), [K, M, C], and b [K, M]: z_PC with PC on; without PC the base
         branch. Differentiable in f and f_clip; `new_logits` is the same without a graph."""
-        z_full = self.frozen_logits(f, g).unsqueeze(0).expand(self.k, -1, -1)
-        z_clip = self.frozen_logits(f_clip, g_clip).unsqueeze(0).expand(self.k, -1, -1)
+        z_full, z_clip = self.frozen_logits(f, g), self.frozen_logits(f_clip, g_clip)
+        if z_full.dim() == 2:  # one input for every member
+            z_full, z_clip = (z.unsqueeze(0).expand(self.k, -1, -1) for z in (z_full, z_clip))
         z_pc, b = self.prior_calibrated(z_full, z_clip)
         pc_on = torch.tensor([c.pc for c in self.configs], device=f.device).view(-1, 1, 1)
         return torch.where(pc_on, z_pc, self.base_scores(f, g)), b

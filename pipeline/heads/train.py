@@ -142,6 +142,7 @@ def train_heads(
     device: torch.device | str = "cpu",
     advance: Callable[[int], None] | None = None,
     on_epoch: Callable[[list[dict]], None] | None = None,
+    epoch_readings: Callable[[FVGPTHeads], list[dict]] | None = None,
 ) -> tuple[FVGPTHeads, list[list[dict]]]:
     """Train K configs of one structure together, on one feature file or on one file per config (e.g. the seeds
     of a dataset x backbone, each with its own tuned backbone). Returns the heads and, per member, one log row
@@ -149,6 +150,9 @@ def train_heads(
 
     `advance(1)` follows each epoch (a progress bar); `on_epoch(rows)` gets that epoch's log row of each member,
     in `configs` order, as soon as it is made, so a caller can print losses while training runs.
+    `epoch_readings(model)`, if given, returns one dict per member after each epoch, added to its log row (e.g.
+    test accuracy and shift index for a trend plot: read, never used to choose anything); it draws no random
+    numbers, so the weights are the same with or without it.
     """
     device = torch.device(device)
     files = [feats] * len(configs) if isinstance(feats, RunFeatures) else list(feats)
@@ -177,9 +181,16 @@ def train_heads(
             opt.step()
             for key, val in parts.items():
                 sums[key] = sums.get(key, 0) + val * idx.shape[1]
+        readings = epoch_readings(model) if epoch_readings else [{} for _ in configs]
         for k in range(len(configs)):
             logs[k].append(
-                {"epoch": epoch + 1, "lr": lr, "view": v, **{key: float(val[k]) / n for key, val in sums.items()}}
+                {
+                    "epoch": epoch + 1,
+                    "lr": lr,
+                    "view": v,
+                    **{key: float(val[k]) / n for key, val in sums.items()},
+                    **readings[k],
+                }
             )
         if on_epoch:
             on_epoch([log[-1] for log in logs])  # before the loss check, so a NaN epoch is shown too
@@ -195,6 +206,7 @@ def train_runs(
     device: torch.device | str = "cpu",
     advance: Callable[[int], None] | None = None,
     on_epoch: Callable[[list[int], list[dict]], None] | None = None,
+    epoch_readings: Callable[[list[RunFeatures]], Callable[[FVGPTHeads], list[dict]]] | None = None,
 ) -> list[tuple[FVGPTHeads, list[dict]]]:
     """Train run k = (files[k], configs[k]) for every k, e.g. every backbone x seed of one dataset, as few
     stacked trainings as can hold them: runs share one when their configs share a structure and their files a
@@ -202,7 +214,8 @@ def train_runs(
     what training the run alone gives.
 
     `advance(1)` follows each epoch of each stack; `on_epoch(runs, rows)` gets the run indices of a stack and
-    that epoch's log row of each.
+    that epoch's log row of each; `epoch_readings(stack_files)`, if given, makes the reader `train_heads` calls
+    after each epoch of that stack (one dict per member, into its log row).
     """
     if len(files) != len(configs):
         raise ValueError(f"{len(files)} feature files for {len(configs)} configurations: give one each")
@@ -212,7 +225,9 @@ def train_runs(
     out: list = [None] * len(files)
     for members in stacks.values():
         report = (lambda rows, members=members: on_epoch(members, rows)) if on_epoch else None
-        model, logs = train_heads([files[k] for k in members], [configs[k] for k in members], device, advance, report)
+        stack_files = [files[k] for k in members]
+        read = epoch_readings(stack_files) if epoch_readings else None
+        model, logs = train_heads(stack_files, [configs[k] for k in members], device, advance, report, read)
         for i, k in enumerate(members):
             out[k] = (model.member(i), logs[i])
     return out
