@@ -58,7 +58,13 @@ def copy_project(repo: Path) -> None:
 
     for name in ("pipeline", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore", "reports/metrics/README.md", "reports/training/README.md"):
+    for name in (
+        "dvc.yaml",
+        ".gitignore",
+        "reports/metrics/README.md",
+        "reports/training/README.md",
+        "reports/attention/README.md",
+    ):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
 
