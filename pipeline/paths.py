@@ -122,6 +122,11 @@ def training_log_path(dataset: str) -> Path:
     return REPORTS / "training" / f"{dataset}.csv"
 
 
+def backbone_trend_path(dataset: str) -> Path:
+    """Every base-to-new run's backbone accuracy and shift index per tuning epoch, in long form (heads stage)."""
+    return REPORTS / "training" / f"{dataset}_backbone.csv"
+
+
 def summary_path() -> Path:
     return REPORTS / "summary.json"
 

@@ -76,7 +76,7 @@ def tune(params, dataset: str, backbone: str, seed: int, subset: str | None, rec
         "n_train": len(train),
         "classes": names,
     }
-    log = []
+    log, states = [], []
     if model.needs_training:
         transform = train_transform(model.train_augment, clip.image_size, clip.mean, clip.std)
         data = LabelledImages(prepared.root, train.impath, labels, transform)
@@ -95,8 +95,8 @@ def tune(params, dataset: str, backbone: str, seed: int, subset: str | None, rec
         )
         # The bar advances once per optimiser step, so its total is steps, not images or epochs.
         with progress_bar(f"{backbone} steps", recipe.epochs * len(loader)) as advance:
-            log = tuning.train(model.train(), loader, names, recipe, device, advance, print_epoch)
+            log = tuning.train(model.train(), loader, names, recipe, device, advance, print_epoch, states)
     else:
         print(f"{backbone} on {dataset} seed {seed}: nothing to train (no learnable parameters); writing its settings")
     with atomic_dir(out) as tmp:
-        tuning.save(tmp, model, settings, meta, log)
+        tuning.save(tmp, model, settings, meta, log, states)

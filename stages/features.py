@@ -159,6 +159,12 @@ def write_features(
     with torch.no_grad():
         text_backbone = model.class_features(classnames).float().cpu().numpy()
         text_clip = template_features(clip, prepared.classes["template"], classnames).cpu().numpy()
+        # The class features after each tuning epoch, for the trend of paper Fig. 5 (the heads stage reads it):
+        # with CLIP's image encoder shared, the cached test encodings are every epoch's image features.
+        by_epoch = []
+        for state in tuning.load_epoch_states(model_dir) if shares_image else []:
+            model.load_learnable_state(state)
+            by_epoch.append(model.class_features(classnames).float().cpu().numpy())
     arrays = {
         "train/feat_full": views.train["feat_full"][:, rows],
         "train/feat_fg": views.train["feat_fg"][:, rows],
@@ -173,6 +179,8 @@ def write_features(
         "text/backbone": text_backbone,
         "text/clip": text_clip,
     }
+    if by_epoch:
+        arrays["text/backbone_by_epoch"] = np.stack(by_epoch)
     if not shares_image:
         clip_test_index = {p: i for i, p in enumerate(clip_views.test_paths)}
         arrays["train/clip_full"] = clip_views.train["feat_full"][:, clip_views.train_rows(list(train.impath))]

@@ -12,10 +12,17 @@ from itertools import product
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.device import pick_device
 from pipeline.features.run_features import RunFeatures
-from pipeline.heads.evaluate import EpochReadings, evaluate, evaluate_transfer, transfer_lines
+from pipeline.heads.evaluate import (
+    EpochReadings,
+    backbone_epoch_readings,
+    evaluate,
+    evaluate_transfer,
+    transfer_lines,
+)
 from pipeline.heads.io import save_heads, write_long_logs
 from pipeline.heads.train import stacked_epochs, train_runs
 from pipeline.paths import (
+    backbone_trend_path,
     cross_features_path,
     cross_heads_dir,
     cross_metrics_dir,
@@ -80,6 +87,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
             write_json(metrics_out / f"{backbone}.json", per_seed)
     labels = [{"dataset": dataset, "backbone": b, "seed": s, "run": f"{b} seed{s}"} for b, s in runs]
     write_long_logs(training_log_path(dataset), [(label, log) for label, (_, log) in zip(labels, trained)])
+    tuning = [backbone_epoch_readings(f, c.tau_d) for f, c in zip(files, configs)]
+    write_long_logs(backbone_trend_path(dataset), list(zip(labels, tuning)))
     print(
         f"FVG-PT heads for {dataset}: backbones {list(params.backbones)} x seeds {list(params.seeds)}, "
         f"{n_params} learnable parameters each ({n_params / 1e6:.3f} M, D={files[0].feat_full.shape[-1]}), on {device}"

@@ -15,6 +15,7 @@ from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.paths import (
     REPORTS,
     attention_metrics_path,
+    backbone_trend_path,
     cross_figure_path,
     cross_metrics_dir,
     cross_metrics_path,
@@ -83,10 +84,11 @@ def with_attention(runs: pd.DataFrame, datasets) -> pd.DataFrame:
     return runs.merge(pd.DataFrame(rows), on=["dataset", "backbone", "seed"], how="left")
 
 
-def training_logs(datasets, backbones, seeds) -> pd.DataFrame:
+def training_logs(datasets, backbones, seeds, path_of=training_log_path) -> pd.DataFrame:
     """Every run's heads training log in long form: dataset, backbone, seed, run ("coop seed1"), then the log's
-    own columns (epoch, loss terms, mean gate scores); from each dataset's file the heads stage writes."""
-    frames = [pd.read_csv(path) for path in map(training_log_path, datasets) if path.is_file()]
+    own columns (epoch, loss terms, mean gate scores); from each dataset's file the heads stage writes
+    (`path_of=backbone_trend_path`: the backbones' per-tuning-epoch readings instead)."""
+    frames = [pd.read_csv(path) for path in map(path_of, datasets) if path.is_file() and path.stat().st_size > 1]
     if not frames:
         return pd.DataFrame(columns=RUN_COLUMNS)
     logs = pd.concat(frames, ignore_index=True)
@@ -106,14 +108,14 @@ def r_histograms(datasets, backbones, seeds) -> dict[tuple[str, str], np.ndarray
     return hists
 
 
-def write_figures(runs: pd.DataFrame, logs: pd.DataFrame, r_hists: dict) -> None:
+def write_figures(runs: pd.DataFrame, logs: pd.DataFrame, r_hists: dict, tuning: pd.DataFrame | None = None) -> None:
     figures.accuracy_bars(base_to_new_and_average(runs), figures_dir() / "accuracy.png")
     figures.shift_index(
         seed_stats(runs, [c for c in runs if c.startswith("shift.")]), figures_dir() / "shift_index.png"
     )
     figures.gate_scores(seed_stats(runs, ["gate.b_base", "gate.b_new"]), r_hists, figures_dir() / "gates.png")
     figures.training_curves(logs, figures_dir() / "heads_training.png")
-    figures.epoch_trends(logs, runs, figures_dir() / "epoch_trends.png")
+    figures.epoch_trends(logs, runs, figures_dir() / "epoch_trends.png", tuning)
 
 
 def _no_runs() -> None:
@@ -121,6 +123,7 @@ def _no_runs() -> None:
     write_json(summary_path(), {})
     write_text(results_dir() / "table1.md", "No base-to-new runs: `base2new` in params.yaml is empty.\n")
     _write_csv(plots_dir() / "heads_training.csv", pd.DataFrame(columns=RUN_COLUMNS))
+    _write_csv(plots_dir() / "backbone_tuning.csv", pd.DataFrame(columns=RUN_COLUMNS))
     figures_dir().mkdir(parents=True, exist_ok=True)
     print("no base-to-new runs (base2new: []): wrote an empty summary")
 
@@ -138,7 +141,9 @@ def run(params_file: str = "params.yaml") -> None:
     write_tables(runs)
     logs = training_logs(datasets, backbones, seeds)
     _write_csv(plots_dir() / "heads_training.csv", logs)
-    write_figures(runs, logs, r_histograms(datasets, backbones, seeds))
+    tuning = training_logs(datasets, backbones, seeds, backbone_trend_path)
+    _write_csv(plots_dir() / "backbone_tuning.csv", tuning)
+    write_figures(runs, logs, r_histograms(datasets, backbones, seeds), tuning)
     print(results_markdown(runs))
     print(f"report written to {REPORTS}/ (summary.json, results/, figures/, plots/)")
 

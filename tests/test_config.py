@@ -125,6 +125,7 @@ def test_dvc_outs_are_the_paths_pipeline_writes():
         "heads": [
             paths.heads_dataset_dir("synthetic"),
             paths.training_log_path("synthetic"),
+            paths.backbone_trend_path("synthetic"),
             paths.metrics_dir("synthetic"),
         ],
         "report": [paths.summary_path(), paths.results_dir(), paths.plots_dir(), paths.figures_dir()],

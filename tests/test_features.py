@@ -231,3 +231,26 @@ def test_sweep_command_writes_its_table(in_project):
         assert row in text
     with pytest.raises(ValueError, match="exactly one"):
         sweep.run("synthetic", "coop", "table3", "lambda_d=1,2", [1], sequential=False)
+
+
+def test_features_keep_the_class_features_of_every_tuning_epoch(in_project):
+    from pipeline.backbones import tuning
+    from pipeline.heads.config import HeadsConfig
+    from pipeline.heads.evaluate import backbone_epoch_readings, evaluate
+    from pipeline.heads.model import FVGPTHeads
+
+    features.run("synthetic", "coop", 1)
+    features.run("synthetic", "zsclip", 1)
+    coop = RunFeatures("data/features/synthetic/coop/seed1.h5")
+    states = tuning.load_epoch_states(in_project / "data/backbones/synthetic/coop/seed1")
+    assert len(states) == 2 and coop.text_backbone_by_epoch.shape == (2, *coop.text_backbone.shape)
+    # CoOp keeps its last epoch's prompts: the last row is the final class features.
+    assert torch.allclose(coop.text_backbone_by_epoch[-1], coop.text_backbone, atol=1e-6)
+    assert not torch.equal(coop.text_backbone_by_epoch[0], coop.text_backbone)  # epoch 1: before the last steps
+    assert RunFeatures("data/features/synthetic/zsclip/seed1.h5").text_backbone_by_epoch is None  # nothing tuned
+    tau = HeadsConfig().tau_d
+    readings = backbone_epoch_readings(coop, tau)
+    final = evaluate(FVGPTHeads([HeadsConfig()], coop.test_feat.shape[-1], coop.logit_scale), coop)[0]
+    assert [r["epoch"] for r in readings] == [1, 2]
+    assert readings[-1]["test.backbone.base"] == pytest.approx(final["backbone.base"])
+    assert readings[-1]["test.shift.backbone.base"] == pytest.approx(final["shift.backbone.base"], rel=1e-5)

@@ -49,6 +49,17 @@ def _logs(rng) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _tuning(rng) -> pd.DataFrame:
+    """Per tuning epoch readings of every run but zero-shot CLIP's (nothing to tune)."""
+    frames = []
+    for d in DATASETS:
+        for b in BACKBONES[1:]:
+            for s in SEEDS:
+                terms = {t: rng.uniform(0, 1, EPOCHS) for t in figures.TUNING_TERMS}
+                frames.append(pd.DataFrame({"dataset": d, "backbone": b, "seed": s, "epoch": range(1, 11), **terms}))
+    return pd.concat(frames, ignore_index=True)
+
+
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory):
     """Every figure of the report, drawn once; {name: (Figure, path)} and {name: the CPU seconds it took} (CPU
@@ -64,7 +75,7 @@ def drawn(tmp_path_factory):
         "shift": lambda p: figures.shift_index(shift, p),
         "gates": lambda p: figures.gate_scores(gates, hists, p),
         "training": lambda p: figures.training_curves(logs, p),
-        "trends": lambda p: figures.epoch_trends(logs, runs, p),
+        "trends": lambda p: figures.epoch_trends(logs, runs, p, _tuning(rng)),
         "examples": lambda p: example_views(views * 6, p, "dataset0, seed 1"),
     }
     drawn, seconds = {}, {}
@@ -122,13 +133,17 @@ def test_training_curves_draw_every_run(drawn):
     assert "backbones zsclip, coop, kgcoop, maple" in fig.get_suptitle()
 
 
-def test_epoch_trends_draw_each_backbone_and_its_frozen_value_per_dataset(drawn):
+def test_epoch_trends_draw_tuning_then_heads_for_each_backbone_per_dataset(drawn):
     fig, _ = drawn[0]["trends"]
-    assert _grid_shape(fig) == (len(DATASETS), len(figures.TREND_TERMS))
-    for ax in fig.axes:
+    columns = len(figures.TUNING_TERMS) + len(figures.TREND_TERMS)
+    assert _grid_shape(fig) == (len(DATASETS), columns)
+    for i, ax in enumerate(fig.axes):
         dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
-        assert len(ax.lines) == 2 * len(BACKBONES) and len(dashed) == len(BACKBONES)
-        assert len(ax.collections) == len(BACKBONES)  # the min-max band over seeds
+        if i % columns < len(figures.TUNING_TERMS):  # the backbones' tuning: zero-shot CLIP has none
+            assert len(ax.lines) == len(BACKBONES) - 1 and not dashed and ax.get_title().endswith("%)") == (i % 2 == 0)
+        else:  # the heads, with each backbone's final value dashed
+            assert len(ax.lines) == 2 * len(BACKBONES) and len(dashed) == len(BACKBONES)
+        assert len(ax.collections) == len(ax.lines) - len(dashed)  # a min-max band per line over seeds
     assert "mean over seeds 1, 2, 3" in fig.get_suptitle() and "test split" in fig.get_suptitle()
     empty = pd.DataFrame({"dataset": [], "epoch": []})
     assert figures.epoch_trends(empty, pd.DataFrame(), drawn[0]["trends"][1]) is None

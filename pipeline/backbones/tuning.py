@@ -29,11 +29,13 @@ def train(
     device: torch.device,
     advance: Callable[[int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    epoch_states: list | None = None,
 ) -> list[dict]:
     """SGD on the backbone's learnable parameters; one log row per epoch.
 
     `advance(1)` follows each optimiser step (epochs x len(loader) in all); `on_epoch(row)` gets each epoch's
-    log row as soon as it is made.
+    log row as soon as it is made; `epoch_states`, a list, gets the learned state after each epoch (for the
+    per-epoch trend of paper Fig. 5).
     """
     params = [p for p in backbone.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
@@ -57,6 +59,9 @@ def train(
             if advance:
                 advance(1)
         log.append({"epoch": epoch + 1, "lr": lr, **{k: v / max(n, 1) for k, v in totals.items()}})
+        if epoch_states is not None:
+            # a copy: on CPU learnable_state() shares the live parameters' storage
+            epoch_states.append({k: v.clone() for k, v in backbone.learnable_state().items()})
         backbone.end_epoch(epoch, recipe.epochs)
         if on_epoch:
             on_epoch(log[-1])
@@ -64,16 +69,29 @@ def train(
     return log
 
 
-def save(out_dir: Path, backbone: Backbone, config: dict, meta: dict, log: list[dict]) -> None:
+def save(
+    out_dir: Path, backbone: Backbone, config: dict, meta: dict, log: list[dict], epoch_states: list | None = None
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     if backbone.needs_training:
+        saved = {"backbone": backbone.name, "config": config, "state": backbone.learnable_state()}
+        if epoch_states:
+            saved["epoch_states"] = list(epoch_states)
         with atomic_path(out_dir / STATE_FILE) as tmp:
-            torch.save({"backbone": backbone.name, "config": config, "state": backbone.learnable_state()}, tmp)
+            torch.save(saved, tmp)
     if log:
         rows = [",".join(log[0])] + [",".join(f"{row.get(k, '')}" for k in log[0]) for row in log]
         with atomic_path(out_dir / LOG_FILE) as tmp:
             tmp.write_text("\n".join(rows) + "\n")
     write_json(out_dir / META_FILE, {"backbone": backbone.name, "config": config, **meta})
+
+
+def load_epoch_states(out_dir: Path) -> list[dict]:
+    """The learned state after each epoch of tuning, first to last; [] for a backbone with nothing to train."""
+    path = Path(out_dir) / STATE_FILE
+    if not path.is_file():
+        return []
+    return list(read_weights(path, "re-run the backbone stage (`dvc repro backbone`)").get("epoch_states", []))
 
 
 def load(out_dir: Path, clip: ClipModel, template: str) -> Backbone:

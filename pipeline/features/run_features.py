@@ -4,7 +4,8 @@ Layout (docs/design.md): `train/feat_full|feat_fg [V, N, D]`, `train/area [V, N]
 `train/label [N]` (base labels re-indexed 0..B-1); `test/feat [M, D]`,
 `test/label [M]` (dataset labels), `test/subset [M]` (0 base, 1 new),
 `test/feat_fg`, `test/area`, `test/has_fg`; `text/backbone [C, D]` and
-`text/clip [C, D]` in dataset label order. Zero-shot CLIP's image features
+`text/clip [C, D]` in dataset label order, and optionally `text/backbone_by_epoch
+[E, C, D]` (after each tuning epoch). Zero-shot CLIP's image features
 (`train/clip_full`, `test/clip`) are stored only when they differ from the
 backbone's (`shares_clip_image` attr false).
 """
@@ -72,7 +73,7 @@ class RunFeatures:
             self.attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in f.attrs.items()}
             arrays = {
                 k: read_checked(f, k, self.path, "features")
-                for k in REQUIRED + ("train/clip_full", "test/clip")
+                for k in REQUIRED + ("train/clip_full", "test/clip", "text/backbone_by_epoch")
                 if k in f
             }
         check_finite(self.path, arrays, "delete it and re-run the features stage")
@@ -88,6 +89,8 @@ class RunFeatures:
         self.test_feat, self.test_label, self.test_subset = t["test/feat"], t["test/label"], t["test/subset"]
         self.test_feat_fg, self.test_area, self.test_has_fg = t["test/feat_fg"], t["test/area"], t["test/has_fg"].bool()
         self.text_backbone, self.text_clip = t["text/backbone"], t["text/clip"]
+        # [E, C, D]: the backbone's class features after each tuning epoch (absent: no trend to draw)
+        self.text_backbone_by_epoch = t.get("text/backbone_by_epoch")
         shared = bool(self.attrs.get("shares_clip_image", True))
         self.train_clip_full = self.feat_full if shared else t["train/clip_full"]
         self.test_clip = self.test_feat if shared else t["test/clip"]

@@ -95,6 +95,24 @@ class EpochReadings:
         return out
 
 
+def backbone_epoch_readings(feats: RunFeatures, tau: float) -> list[dict]:
+    """The backbone's base test accuracy and foreground shift index after each of its tuning epochs (paper
+    Fig. 5), from the class features the features stage kept per epoch; [] without them."""
+    if feats.text_backbone_by_epoch is None:
+        return []
+    b, _ = _test_subsets(feats, "cpu")
+    base = torch.tensor(feats.base)
+    keep, s = b["has_fg"], feats.logit_scale
+    rows = []
+    for epoch, g in enumerate(feats.text_backbone_by_epoch[:, base], start=1):
+        z, z_fg = s * b["f"] @ g.t(), s * b["f_fg"] @ g.t()
+        row = {"epoch": epoch, "test.backbone.base": _acc(z.argmax(-1), b["y"])}
+        if keep.any():
+            row["test.shift.backbone.base"] = shift_index(z[keep], z_fg[keep], tau)
+        rows.append(row)
+    return rows
+
+
 def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
     """One metrics dict per stacked member (clip/backbone entries are the same for all)."""
     device = next(model.parameters()).device

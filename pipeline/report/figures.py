@@ -294,47 +294,66 @@ def cross_dataset_bars(table: pd.DataFrame, path: Path) -> Figure:
 
 TREND_TERMS = {"test.fvgpt.base": "base accuracy (%)", "test.shift.fvgpt.base": "shift index D_fg (base)"}
 TREND_BACKBONE = {"test.fvgpt.base": "backbone.base", "test.shift.fvgpt.base": "shift.backbone.base"}
+TUNING_TERMS = {"test.backbone.base": "base accuracy (%)", "test.shift.backbone.base": "shift index D_fg (base)"}
 
 
-def epoch_trends(logs: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Figure | None:
-    """Paper Fig. 5's view of the heads' training: per epoch, + FVG-PT's base test accuracy and its foreground
-    shift index on base test images, mean over seeds (band: min to max), one row per dataset and one line per
-    backbone; the dashed line at the backbone's own value, which the frozen heads start from and FVG-PT moves
-    away from. Read on the test split for this figure only. None without the readings in `logs`."""
-    terms = [t for t in TREND_TERMS if t in logs]
-    if logs.empty or not terms:
+def _trend_panel(ax, per_epoch: pd.DataFrame, dataset: str, term: str, colours: dict[str, str]) -> None:
+    """One line per backbone (mean over seeds) with its min-max band, from `per_epoch`, indexed by
+    (dataset, backbone, epoch) with (term, mean|min|max) columns."""
+    for backbone, colour in colours.items():
+        if (dataset, backbone) not in per_epoch.index.droplevel(2):
+            continue
+        rows = per_epoch.loc[(dataset, backbone)][term]
+        ax.plot(rows.index, rows["mean"], color=colour, linewidth=1.2)
+        ax.fill_between(rows.index, rows["min"], rows["max"], color=colour, alpha=0.15)
+
+
+def epoch_trends(
+    logs: pd.DataFrame, runs: pd.DataFrame, path: Path, tuning: pd.DataFrame | None = None
+) -> Figure | None:
+    """Paper Fig. 5: per epoch, base test accuracy and the foreground shift index on base test images, mean over
+    seeds (band: min to max), one row per dataset and one line per backbone. Left, while the backbone is tuned
+    (`tuning`, from the class features kept after each epoch); right, while FVG-PT's heads train (`logs`), with
+    the dashed line at the backbone's own final value, which FVG-PT starts from. Read on the test split for this
+    figure only. None without readings."""
+    panels = []  # (frame, term, title, x label)
+    if tuning is not None and not tuning.empty:
+        panels += [
+            (tuning, t, f"backbone tuning: {label}", "tuning epoch") for t, label in TUNING_TERMS.items() if t in tuning
+        ]
+    panels += [(logs, t, f"FVG-PT heads: {label}", "heads epoch") for t, label in TREND_TERMS.items() if t in logs]
+    if logs.empty or not panels:
         return None
     datasets = list(dict.fromkeys(logs["dataset"]))
     backbones = list(dict.fromkeys(logs["backbone"]))
     seeds = sorted(logs["seed"].unique())
     colours = _backbone_colours(backbones)
-    fig, axes = _grid(len(datasets), len(terms), (2.6, 1.7))
-    per_epoch = logs.groupby(["dataset", "backbone", "epoch"], sort=False)[terms].agg(["mean", "min", "max"])
-    frozen_cols = [TREND_BACKBONE[t] for t in terms if TREND_BACKBONE[t] in runs]
+    fig, axes = _grid(len(datasets), len(panels), (2.6, 1.7))
+    aggregated = {}
+    for frame, term, _, _ in panels:
+        if id(frame) not in aggregated:
+            terms = [t for f, t, _, _ in panels if f is frame]
+            aggregated[id(frame)] = frame.groupby(["dataset", "backbone", "epoch"], sort=False)[terms].agg(
+                ["mean", "min", "max"]
+            )
+    frozen_cols = [c for c in TREND_BACKBONE.values() if c in runs]
     frozen = runs.groupby(["dataset", "backbone"], sort=False)[frozen_cols].mean() if frozen_cols else None
     for i, dataset in enumerate(datasets):
-        for j, term in enumerate(terms):
+        for j, (frame, term, title, xlabel) in enumerate(panels):
             ax = axes[i][j]
-            for backbone in backbones:
-                if (dataset, backbone) not in per_epoch.index.droplevel(2):
-                    continue
-                rows = per_epoch.loc[(dataset, backbone)][term]
-                ax.plot(rows.index, rows["mean"], color=colours[backbone], linewidth=1.2)
-                ax.fill_between(rows.index, rows["min"], rows["max"], color=colours[backbone], alpha=0.15)
-                key = TREND_BACKBONE[term]
-                if frozen is not None and key in frozen and (dataset, backbone) in frozen.index:
-                    ax.axhline(
-                        float(frozen.loc[(dataset, backbone), key]),
-                        color=colours[backbone],
-                        linestyle="--",
-                        linewidth=0.8,
-                    )
-            ax.set_title(f"{dataset}: {TREND_TERMS[term]}", fontsize=8)
-        axes[i][0].set_ylabel("+FVG-PT (solid), backbone (dashed)", fontsize=7)
-    for ax in axes[-1]:
-        ax.set_xlabel("heads epoch", fontsize=7)
+            _trend_panel(ax, aggregated[id(frame)], dataset, term, colours)
+            key = TREND_BACKBONE.get(term)
+            if key and frozen is not None and key in frozen:
+                for backbone, colour in colours.items():
+                    if (dataset, backbone) in frozen.index:
+                        value = float(frozen.loc[(dataset, backbone), key])
+                        ax.axhline(value, color=colour, linestyle="--", linewidth=0.8)
+            ax.set_title(f"{dataset}: {title}", fontsize=7)
+            if i == len(datasets) - 1:
+                ax.set_xlabel(xlabel, fontsize=7)
     title = (
-        f"FVG-PT heads training, read on the test split after each epoch: {_names('datasets', datasets)} (rows); "
-        f"{_names('backbones', backbones)} (colour); mean over {_names('seeds', seeds)}, band min-max"
+        f"Paper Fig. 5, read on the test split after each epoch: {_names('datasets', datasets)} (rows); "
+        f"{_names('backbones', backbones)} (colour); mean over {_names('seeds', seeds)}, band min-max; "
+        "dashed: the backbone's final value"
     )
     return _finish(fig, title, [Patch(color=c, label=b) for b, c in colours.items()], path)
