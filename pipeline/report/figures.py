@@ -236,6 +236,12 @@ def _curve_panel(ax, runs: list[tuple[str, pd.DataFrame]], term: str, colours: d
     ax.autoscale_view()
 
 
+def _log_axes(logs: pd.DataFrame) -> tuple[list[str], list[str], list[int], dict[str, str]]:
+    """A long-form log's datasets and backbones (in order of appearance), its seeds, and a colour per backbone."""
+    backbones = list(dict.fromkeys(logs["backbone"]))
+    return list(dict.fromkeys(logs["dataset"])), backbones, sorted(logs["seed"].unique()), _backbone_colours(backbones)
+
+
 def training_curves(logs: pd.DataFrame, path: Path) -> Figure | None:
     """Each loss term and the mean gate scores per epoch: one row of panels per dataset, one column per term,
     one line per run (colour: backbone; one line per seed). `logs` is the long-form log (dataset, backbone, seed,
@@ -243,10 +249,7 @@ def training_curves(logs: pd.DataFrame, path: Path) -> Figure | None:
     terms = [t for t in TRAINING_TERMS if t in logs]
     if logs.empty or not terms:
         return None
-    datasets = list(dict.fromkeys(logs["dataset"]))
-    backbones = list(dict.fromkeys(logs["backbone"]))
-    seeds = sorted(logs["seed"].unique())
-    colours = _backbone_colours(backbones)
+    datasets, backbones, seeds, colours = _log_axes(logs)
     fig, axes = _grid(len(datasets), len(terms), (2.0, 1.6))
     for i, dataset in enumerate(datasets):
         runs = [(b, run) for (b, _), run in logs[logs["dataset"] == dataset].groupby(["backbone", "seed"], sort=False)]
@@ -324,10 +327,7 @@ def epoch_trends(
     panels += [(logs, t, f"FVG-PT heads: {label}", "heads epoch") for t, label in TREND_TERMS.items() if t in logs]
     if logs.empty or not panels:
         return None
-    datasets = list(dict.fromkeys(logs["dataset"]))
-    backbones = list(dict.fromkeys(logs["backbone"]))
-    seeds = sorted(logs["seed"].unique())
-    colours = _backbone_colours(backbones)
+    datasets, backbones, seeds, colours = _log_axes(logs)
     fig, axes = _grid(len(datasets), len(panels), (2.6, 1.7))
     aggregated = {}
     for frame, term, _, _ in panels:
