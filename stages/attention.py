@@ -225,6 +225,8 @@ def images(
     clip = clip_of(params, device)
     for p in clip.model.parameters():
         p.requires_grad_(False)
+    if backbone not in params.backbones:
+        raise ValueError(f"--backbone {backbone!r} is not one of `backbones` {list(params.backbones)} in {params_file}")
     if not BACKBONES[backbone].shares_clip_image_encoder:
         raise ValueError(f"{backbone} has its own image encoder: Grad-CAM on CLIP's encoder does not show it")
     layer = spatial_layer(clip.model.visual, params.attention.layer)

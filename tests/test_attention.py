@@ -163,3 +163,5 @@ def test_attention_command_draws_a_users_images(trained_project, monkeypatch):
     assert (trained_project / "maps.png").stat().st_size > 1000
     result = CliRunner().invoke(app, ["attention", "synthetic", "--image", "mine.png", "--subset", "novel"])
     assert result.exit_code == 1 and "--subset must be base or new" in result.output
+    result = CliRunner().invoke(app, ["attention", "synthetic", "--image", "mine.png", "--backbone", "kgcoop"])
+    assert result.exit_code == 1 and "is not one of `backbones`" in result.output
