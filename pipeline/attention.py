@@ -54,10 +54,11 @@ def grad_cam(
     images: torch.Tensor,
     scores: dict[str, Score],
     targets: dict[str, torch.Tensor],
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Grad-CAM maps [B, H, W] in [0, 1] (each image's map divided by its maximum; all zero where no location
     raises the score) at the images' resolution, one per scoring function, for class targets[name] [B] of
-    each image. One encoder forward serves every scoring function."""
+    each image; and the normalised image features [B, D] they came from (for the predictions). One encoder
+    forward serves every scoring function."""
     captured: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):
@@ -83,7 +84,7 @@ def grad_cam(
                 maps[name] = (cam / peak).detach()
     finally:
         handle.remove()
-    return maps
+    return maps, f.detach()
 
 
 def foreground_share(cam: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -57,9 +57,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     cfg = params.attention
     device = pick_device(params.runtime.device)
     prepared = read_prepared(prepared_dir(dataset))
-    clip = clip_of(params, device)
-    for p in clip.model.parameters():
-        p.requires_grad_(False)
+    clip = clip_of(params, device)  # frozen: no parameter requires a gradient
     layer = spatial_layer(clip.model.visual, cfg.layer)
     backbones = [b for b in params.backbones if BACKBONES[b].shares_clip_image_encoder]
     runs = list(product(backbones, params.seeds))
@@ -93,9 +91,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
                     for model, score in _scorers(files[run], heads[run], subset).items():
                         key = clip_key.get(run, run) if model == "clip" else run  # CLIP's map once, not per run
                         scores[(key, model)], targets[(key, model)] = score, truth
-                cams = grad_cam(clip.model.encode_image, clip.model.visual, layer, x, scores, targets)
+                cams, f = grad_cam(clip.model.encode_image, clip.model.visual, layer, x, scores, targets)
                 with torch.no_grad():
-                    f = torch.nn.functional.normalize(clip.model.encode_image(x).float(), dim=-1)
                     top = {key: score(f).argmax(-1) for key, score in scores.items()}
                 for run in runs:
                     for model in MODELS:
@@ -127,7 +124,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
         classes = files[run].base if subset == "base" else files[run].new
         local = {c: k for k, c in enumerate(classes)}
         targets = {m: torch.tensor([local[int(predicted[run][m][i])]], device=device) for m in MODELS}
-        cams = grad_cam(
+        cams, _ = grad_cam(
             clip.model.encode_image, clip.model.visual, layer, images[i : i + 1].to(device), scores, targets
         )
         panels.append(
@@ -223,8 +220,6 @@ def images(
     device = pick_device(params.runtime.device)
     prepared = read_prepared(prepared_dir(dataset))
     clip = clip_of(params, device)
-    for p in clip.model.parameters():
-        p.requires_grad_(False)
     if backbone not in params.backbones:
         raise ValueError(f"--backbone {backbone!r} is not one of `backbones` {list(params.backbones)} in {params_file}")
     if not BACKBONES[backbone].shares_clip_image_encoder:
@@ -242,7 +237,7 @@ def images(
         with torch.no_grad():
             f = torch.nn.functional.normalize(clip.model.encode_image(x).float(), dim=-1)
             top = {m: score(f).argmax(-1) for m, score in scores.items()}
-        cams = grad_cam(clip.model.encode_image, clip.model.visual, layer, x, scores, top)
+        cams, _ = grad_cam(clip.model.encode_image, clip.model.visual, layer, x, scores, top)
         panels.append(
             {
                 "image": _display(x[0].cpu(), clip.mean, clip.std),

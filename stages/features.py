@@ -64,8 +64,9 @@ def run(dataset: str, backbone: str, seed: int | None = None, params_file: str =
     prepared = read_prepared(prepared_dir(dataset))
     test_new = (prepared.test().subset == "new").to_numpy()
     split = (prepared.classes["base"], prepared.classes["new"])
-    shared = _Shared(params, dataset)
-    for k in _seeds(params, seed):
+    seeds = _seeds(params, seed)
+    shared = _Shared(params, dataset, prepared)
+    for k in seeds:
         train = prepared.fewshot_train(k, "base")
         model_dir = backbone_dir(dataset, backbone, k)
         out = features_path(dataset, backbone, k)
@@ -80,8 +81,9 @@ def cross(source: str, dataset: str, backbone: str, seed: int | None = None, par
     prepared = read_prepared(prepared_dir(dataset))
     every_class = list(range(len(prepared.classnames)))
     n_test = len(prepared.test())
-    shared = _Shared(params, dataset)
-    for k in _seeds(params, seed):
+    seeds = _seeds(params, seed)
+    shared = _Shared(params, dataset, prepared)
+    for k in seeds:
         if dataset == source:
             train = prepared.fewshot_train(k, None)
             labels, split, test_new = train.label, (every_class, []), np.zeros(n_test, bool)
@@ -104,25 +106,15 @@ def _seeds(params, seed: int | None) -> list[int]:
 
 
 class _Shared:
-    """What every seed's file of one dataset reads the same: the frozen CLIP and the shared encodings, loaded on
-    first use and once."""
+    """What every seed's file of one dataset reads the same, loaded once: the frozen CLIP, the shared
+    encodings, and CLIP's class text features of the dataset's template."""
 
-    def __init__(self, params, dataset: str) -> None:
-        self.params, self.dataset = params, dataset
-        self._clip = self._views = None
+    def __init__(self, params, dataset: str, prepared) -> None:
         self.device = pick_device(params.runtime.device)
-
-    @property
-    def clip(self):
-        if self._clip is None:
-            self._clip = clip_of(self.params, self.device)
-        return self._clip
-
-    @property
-    def views(self) -> EncodedViews:
-        if self._views is None:
-            self._views = EncodedViews(encoded_path(self.dataset))
-        return self._views
+        self.clip = clip_of(params, self.device)
+        self.views = EncodedViews(encoded_path(dataset))
+        template = prepared.classes["template"]
+        self.text_clip = template_features(self.clip, template, prepared.classnames).cpu().numpy()
 
 
 def write_features(
@@ -158,7 +150,6 @@ def write_features(
     classnames = prepared.classnames
     with torch.no_grad():
         text_backbone = model.class_features(classnames).float().cpu().numpy()
-        text_clip = template_features(clip, prepared.classes["template"], classnames).cpu().numpy()
         # The class features after each tuning epoch, for the trend of paper Fig. 5 (the heads stage reads it):
         # with CLIP's image encoder shared, the cached test encodings are every epoch's image features.
         by_epoch = []
@@ -177,7 +168,7 @@ def write_features(
         "test/label": test.label.to_numpy(np.int64),
         "test/subset": np.asarray(test_new, dtype=np.int64),
         "text/backbone": text_backbone,
-        "text/clip": text_clip,
+        "text/clip": shared.text_clip,
     }
     if by_epoch:
         arrays["text/backbone_by_epoch"] = np.stack(by_epoch)

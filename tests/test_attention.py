@@ -37,7 +37,7 @@ def test_grad_cam_weighs_channels_by_their_gradient_and_keeps_the_positive_part(
     left = torch.zeros(1, 8, 8, dtype=torch.bool)
     left[0, :, :4] = True
     identity = torch.eye(3)
-    cams = grad_cam(
+    cams, _ = grad_cam(
         toy,
         toy,
         spatial_layer(toy),
@@ -61,7 +61,7 @@ def test_grad_cam_reads_only_the_class_asked_for():
     toy = ChannelPool()
     mixing = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # class 0 <- channel 0, class 1 <- channel 1
     scores = {"a": lambda f: f @ mixing, "b": lambda f: f @ mixing}
-    cams = grad_cam(
+    cams, _ = grad_cam(
         toy, toy, spatial_layer(toy), left_half_image(), scores, {"a": torch.tensor([0]), "b": torch.tensor([1])}
     )
     # Class 0 rises with channel 0 (the left half); class 1 with channel 1 relative to channel 0 (the right half).
@@ -87,7 +87,7 @@ def test_grad_cam_on_open_clip_towers_gives_a_map_per_image(name):
         p.requires_grad_(False)
     x = torch.randn(3, 3, clip.image_size, clip.image_size)
     g = torch.nn.functional.normalize(torch.randn(4, clip.embed_dim), dim=-1)
-    cams = grad_cam(
+    cams, _ = grad_cam(
         clip.model.encode_image,
         clip.model.visual,
         spatial_layer(clip.model.visual),

@@ -239,6 +239,7 @@ def test_features_keep_the_class_features_of_every_tuning_epoch(in_project):
     from pipeline.heads.evaluate import backbone_epoch_readings, evaluate
     from pipeline.heads.model import FVGPTHeads
 
+    encode.run("synthetic")
     features.run("synthetic", "coop", 1)
     features.run("synthetic", "zsclip", 1)
     coop = RunFeatures("data/features/synthetic/coop/seed1.h5")
@@ -254,3 +255,7 @@ def test_features_keep_the_class_features_of_every_tuning_epoch(in_project):
     assert [r["epoch"] for r in readings] == [1, 2]
     assert readings[-1]["test.backbone.base"] == pytest.approx(final["backbone.base"])
     assert readings[-1]["test.shift.backbone.base"] == pytest.approx(final["shift.backbone.base"], rel=1e-5)
+    # Each epoch is read from its own class features: other features for the first epoch, another reading.
+    coop.text_backbone_by_epoch = torch.stack([-coop.text_backbone, coop.text_backbone])
+    first, last = backbone_epoch_readings(coop, tau)
+    assert last == readings[-1] and first["test.shift.backbone.base"] != pytest.approx(last["test.shift.backbone.base"])

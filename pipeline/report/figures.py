@@ -319,29 +319,25 @@ def epoch_trends(
     (`tuning`, from the class features kept after each epoch); right, while FVG-PT's heads train (`logs`), with
     the dashed line at the backbone's own final value, which FVG-PT starts from. Read on the test split for this
     figure only. None without readings."""
-    panels = []  # (frame, term, title, x label)
-    if tuning is not None and not tuning.empty:
-        panels += [
-            (tuning, t, f"backbone tuning: {label}", "tuning epoch") for t, label in TUNING_TERMS.items() if t in tuning
-        ]
-    panels += [(logs, t, f"FVG-PT heads: {label}", "heads epoch") for t, label in TREND_TERMS.items() if t in logs]
+    panels = []  # (per-epoch statistics, term, title, x label)
+    for frame, named, phase, xlabel in (
+        (tuning, TUNING_TERMS, "backbone tuning", "tuning epoch"),
+        (logs, TREND_TERMS, "FVG-PT heads", "heads epoch"),
+    ):
+        terms = [t for t in named if frame is not None and t in frame]
+        if terms and not frame.empty:
+            stats = frame.groupby(["dataset", "backbone", "epoch"], sort=False)[terms].agg(["mean", "min", "max"])
+            panels += [(stats, t, f"{phase}: {named[t]}", xlabel) for t in terms]
     if logs.empty or not panels:
         return None
     datasets, backbones, seeds, colours = _log_axes(logs)
     fig, axes = _grid(len(datasets), len(panels), (2.6, 1.7))
-    aggregated = {}
-    for frame, term, _, _ in panels:
-        if id(frame) not in aggregated:
-            terms = [t for f, t, _, _ in panels if f is frame]
-            aggregated[id(frame)] = frame.groupby(["dataset", "backbone", "epoch"], sort=False)[terms].agg(
-                ["mean", "min", "max"]
-            )
     frozen_cols = [c for c in TREND_BACKBONE.values() if c in runs]
     frozen = runs.groupby(["dataset", "backbone"], sort=False)[frozen_cols].mean() if frozen_cols else None
     for i, dataset in enumerate(datasets):
         for j, (frame, term, title, xlabel) in enumerate(panels):
             ax = axes[i][j]
-            _trend_panel(ax, aggregated[id(frame)], dataset, term, colours)
+            _trend_panel(ax, frame, dataset, term, colours)
             key = TREND_BACKBONE.get(term)
             if key and frozen is not None and key in frozen:
                 for backbone, colour in colours.items():
