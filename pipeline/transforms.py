@@ -18,20 +18,20 @@ def test_transform(size: int, mean, std) -> T.Compose:
     return T.Compose([T.Resize(size, interpolation=BICUBIC), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
 
 
-def train_transform(kind: str, size: int, mean, std) -> T.Compose:
+def train_transform(kind: str, size: int, mean, std, crop_scale: tuple[float, float] = (0.08, 1.0)) -> T.Compose:
     """Dassl's training transforms for the lists the backbones' configs use.
 
     `resize`: Dassl's ["center_crop", "normalize"]. With no random crop listed, Dassl's training transform
     first resizes to (size, size), a squash that keeps the whole image, so its centre crop is a no-op.
-    `crop_flip`: ["random_resized_crop", "random_flip", "normalize"], RandomResizedCrop(scale 0.08-1, bicubic)
-    + horizontal flip.
+    `crop_flip`: ["random_resized_crop", "random_flip", "normalize"], RandomResizedCrop(scale `crop_scale`,
+    Dassl's default 0.08-1, bicubic) + horizontal flip.
     """
     if kind == "resize":
         return T.Compose([T.Resize((size, size), interpolation=BICUBIC), T.ToTensor(), T.Normalize(mean, std)])
     if kind == "crop_flip":
         return T.Compose(
             [
-                T.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=BICUBIC),
+                T.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=BICUBIC),
                 T.RandomHorizontalFlip(),
                 T.ToTensor(),
                 T.Normalize(mean, std),

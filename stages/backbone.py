@@ -52,7 +52,9 @@ def tune(params, dataset: str, backbone: str, seed: int, subset: str | None, rec
     """Tune `backbone` with `recipe` on one seed's few-shot images of `subset`'s classes of `dataset` ("base",
     or None for every class) and save it to `out`."""
     device = pick_device(params.runtime.device)
-    settings = to_plain(params.backbone.settings[backbone])
+    settings = params.backbone.settings[backbone]
+    # a backbone's per-dataset table (MMRL's regularisation weights) resolved to this dataset's value
+    settings = to_plain(settings.for_dataset(dataset) if hasattr(settings, "for_dataset") else settings)
 
     gen = seed_everything(seed)
     prepared = read_prepared(prepared_dir(dataset))
@@ -78,7 +80,7 @@ def tune(params, dataset: str, backbone: str, seed: int, subset: str | None, rec
     }
     log, states = [], []
     if model.needs_training:
-        transform = train_transform(model.train_augment, clip.image_size, clip.mean, clip.std)
+        transform = train_transform(model.train_augment, clip.image_size, clip.mean, clip.std, model.train_crop_scale)
         data = LabelledImages(prepared.root, train.impath, labels, transform)
         loader = torch.utils.data.DataLoader(
             data,

@@ -201,6 +201,21 @@ def sweep(
     _run(ctx, "sweep", dataset, backbone, ablation, grid, seeds, sequential, params, log_parts=log_parts)
 
 
+@app.command()
+def curve(
+    ctx: typer.Context,
+    key: str = typer.Argument(..., help="A dotted params key, e.g. prepare.synthetic.spurious or heads.lambda_d."),
+    dataset: str = typer.Option("synthetic", help="The base-to-new dataset whose runs make the curve."),
+    rev: list[str] = typer.Option(None, help="Commits whose experiments to read (default: HEAD); repeatable."),
+    params: str = PARAMS,
+) -> None:
+    """A table and figure across DVC experiments against one params key: FVG-PT's HM gain (± std over seeds),
+    accuracies, Table 1's pattern and the foreground share of Grad-CAM mass, one point per experiment, in
+    reports/curves/. Run the experiments first, e.g. one per background-shortcut strength:
+    dvc exp run -S '++prepare.overrides.synthetic.synthetic.spurious=0.5'"""
+    _run(ctx, "curve", key, dataset, list(rev or []), params, log_parts=[dataset, key])
+
+
 SOURCE = typer.Argument(..., help="Cross-dataset source (one of `cross_dataset.sources`), tuned on every class.")
 
 

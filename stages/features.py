@@ -39,7 +39,9 @@ def _own_encodings(dataset, prepared, params, backbone, clip, device) -> Encoded
     train, test = view_sets(
         prepared, MaskStore(masks_path(dataset)), params.seeds, cfg, clip.image_size, clip.mean, clip.std
     )
-    encode = image_encoder(backbone.encode_image, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size)
+    encode = image_encoder(
+        backbone.encode_image_for_features, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size
+    )
     path = Path(tempfile.mkdtemp()) / "own.h5"
     with progress_bar(f"encode ({backbone.name})", len(train) + len(test)) as advance:
         encode_views(
@@ -47,7 +49,7 @@ def _own_encodings(dataset, prepared, params, backbone, clip, device) -> Encoded
             train,
             test,
             encode,
-            clip.embed_dim,
+            clip.embed_dim * backbone.image_feature_blocks,
             {"fingerprint": "own"},
             "float32",
             runtime.encode_batch_images,
@@ -172,6 +174,15 @@ def write_features(
     }
     if by_epoch:
         arrays["text/backbone_by_epoch"] = np.stack(by_epoch)
+    if model.image_feature_blocks == 2:  # MMRL: class-token features, then the representation features
+        d = arrays["text/backbone"].shape[1]
+        for key, rep in (
+            ("train/feat_full", "train/rep_full"),
+            ("train/feat_fg", "train/rep_fg"),
+            ("test/feat", "test/rep"),
+            ("test/feat_fg", "test/rep_fg"),
+        ):
+            arrays[key], arrays[rep] = arrays[key][..., :d], arrays[key][..., d:]
     if not shares_image:
         clip_test_index = {p: i for i, p in enumerate(clip_views.test_paths)}
         arrays["train/clip_full"] = clip_views.train["feat_full"][:, clip_views.train_rows(list(train.impath))]
@@ -186,6 +197,7 @@ def write_features(
         "logit_scale": model.logit_scale,
         "clip_model": clip.name,
         "shares_clip_image": shares_image,
+        "rep_weight": model.rep_weight,
         "encoded_fingerprint": clip_views.attrs["fingerprint"],
         "params_fingerprint": fingerprint({"clip": to_plain(params.clip), "features": to_plain(cfg)}),
         **meta,

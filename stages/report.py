@@ -30,6 +30,7 @@ from pipeline.paths import (
 )
 from pipeline.report import figures
 from pipeline.report.cross import collect_cross, cross_summary, table2, table2_markdown
+from pipeline.report.regime import regime, regime_markdown, with_pattern
 from pipeline.report.tables import (
     attention_table,
     base_to_new_and_average,
@@ -54,7 +55,8 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
 def write_tables(runs: pd.DataFrame) -> None:
     """summary.json, Table 1 (Markdown and CSV), every run, and the compact base-to-new table with its gains."""
     out = results_dir()
-    write_json(summary_path(), summary(runs))
+    write_json(summary_path(), with_pattern(summary(runs), runs))
+    write_text(out / "regime.md", regime_markdown(regime(runs)))
     write_text(out / "table1.md", results_markdown(runs))
     _write_csv(out / "table1.csv", table1(runs))
     _write_csv(out / "runs.csv", runs)  # what `python -m pipeline.report.readme` rebuilds the README table from

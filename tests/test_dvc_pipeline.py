@@ -173,6 +173,22 @@ def test_experiments_compare_and_restore_without_training(repo):
     sh(path, "dvc", "checkout")
 
 
+def test_curve_finds_each_experiment_and_its_value_in_git(repo, monkeypatch):
+    """`fvgpt curve`'s reading of experiments: the baseline and the no-frg experiment, each with its own value of
+    the key and its own runs, read from git while the workspace holds the baseline."""
+    from stages.curve import collect_points, experiment_revs
+
+    path, _ = repo
+    monkeypatch.chdir(path)
+    found = collect_points("heads.frg", "synthetic", experiment_revs())
+    values = {name: value for value, name, _ in found}
+    assert values.pop("no-frg") is False and list(values.values()) == [True]  # the experiment and its baseline
+    exp, base = (runs for value, _, runs in sorted(found, key=lambda point: point[0]))
+    assert list(exp["seed"]) == list(base["seed"]) and len(exp) > 0
+    assert (exp["shift.fvgpt.base"] != base["shift.fvgpt.base"]).all()
+    assert (exp["shift.backbone.base"] == base["shift.backbone.base"]).all()
+
+
 def test_a_changed_file_outside_the_repository_reruns_prepare(tmp_path):
     """An image folder under prepare.roots is no DVC dependency; its fingerprint stage makes it one."""
     import numpy as np

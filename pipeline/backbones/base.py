@@ -29,6 +29,13 @@ class Backbone(torch.nn.Module):
     # Train-time augmentation (pipeline.transforms.train_transform): "resize" (Dassl's center_crop list, a squash)
     # or "crop_flip" (RandomResizedCrop + flip).
     train_augment = "resize"
+    train_crop_scale = (0.08, 1.0)  # RandomResizedCrop's scale range with crop_flip
+    optimizer = "sgd"  # sgd (momentum, the Dassl recipe) | adamw (recipe's lr and weight decay)
+    # Image features per image the features stage stores: 1, or 2 for a backbone with a second image feature on
+    # base classes (MMRL: class token and representation tokens, `encode_image_for_features`, mixed by
+    # `rep_weight`).
+    image_feature_blocks = 1
+    rep_weight = 0.0
     # Which hand-written template table its prompts and prior use (pipeline.datasets.templates).
     template_variant = "coop"
 
@@ -52,6 +59,10 @@ class Backbone(torch.nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.clip_model.encode_image(images).float(), dim=-1)
+
+    def encode_image_for_features(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, image_feature_blocks x D]: what the features stage stores per view (one feature by default)."""
+        return self.encode_image(images)
 
     def class_features(self, classnames: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError

@@ -11,10 +11,11 @@ from ..models import ClipModel
 from .base import Backbone
 from .coop import CoOp
 from .kgcoop import KgCoOp
+from .mmrl import MMRL
 from .promptsrc import PromptSRC
 from .zsclip import ZeroShotCLIP
 
-BACKBONES: dict[str, type[Backbone]] = {cls.name: cls for cls in (ZeroShotCLIP, CoOp, KgCoOp, PromptSRC)}
+BACKBONES: dict[str, type[Backbone]] = {cls.name: cls for cls in (ZeroShotCLIP, CoOp, KgCoOp, PromptSRC, MMRL)}
 
 
 def create_backbone(name: str, clip: ClipModel, template: str, classnames: Sequence[str] = (), **settings) -> Backbone:

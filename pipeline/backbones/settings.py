@@ -8,7 +8,7 @@ table and the registry of classes equal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 
@@ -60,9 +60,57 @@ class PromptSRCSettings:
             raise ValueError("gpa_std, init_std and lr must be > 0 and epochs >= 1")
 
 
+# The authors' regularisation weight per dataset (their trainer's table; ImageNet 0.5, and 0.2 when tuning on it
+# for cross-dataset transfer, which configs/paper_cross_dataset.yaml sets).
+MMRL_REG_WEIGHTS = {
+    "stanford_cars": 7.0,
+    "fgvc_aircraft": 6.0,
+    "sun397": 6.0,
+    "dtd": 6.0,
+    "food101": 5.0,
+    "oxford_flowers": 4.0,
+    "ucf101": 3.0,
+    "imagenet": 0.5,
+    "caltech101": 0.5,
+    "oxford_pets": 0.2,
+    "eurosat": 0.01,
+}
+
+
+@dataclass(frozen=True)
+class MMRLSettings:
+    """The authors' base-to-new configuration (ViT-B/16: 12 blocks per encoder)."""
+
+    n_rep_tokens: int = 5  # representation tokens K
+    rep_dim: int = 512  # width of the shared representation space (the authors: 2048 on EuroSAT)
+    rep_layers_from: int = 6  # first block (1-based) that receives the tokens, through the last (6-12 of 12)
+    alpha: float = 0.7  # base-class logits: alpha * class-token logits + (1 - alpha) * representation logits
+    reg_weight: float = 1.0  # weight of the cosine regularisers to frozen CLIP, where reg_weights has no entry
+    reg_weights: dict[str, float] = field(default_factory=lambda: dict(MMRL_REG_WEIGHTS))  # per dataset
+    epochs: int = 10  # the backbone's own recipe, over backbone.train (AdamW)
+    lr: float = 0.001
+
+    def __post_init__(self) -> None:
+        if min(self.n_rep_tokens, self.rep_dim, self.rep_layers_from, self.epochs) < 1:
+            raise ValueError("n_rep_tokens, rep_dim, rep_layers_from and epochs must be >= 1")
+        if not 0 <= self.alpha <= 1 or self.lr <= 0 or min([self.reg_weight, *self.reg_weights.values()]) < 0:
+            raise ValueError("alpha must be in [0, 1], lr > 0 and every regularisation weight >= 0")
+        from ..config_reader import check_keys
+        from ..datasets import DATASETS, is_known
+
+        check_keys(
+            {k: v for k, v in self.reg_weights.items() if not is_known(k)}, DATASETS, "backbone.mmrl.reg_weights"
+        )
+
+    def for_dataset(self, dataset: str) -> "MMRLSettings":
+        """The settings one tuning run uses: `reg_weights[dataset]` (else `reg_weight`) as its weight."""
+        return replace(self, reg_weight=self.reg_weights.get(dataset, self.reg_weight), reg_weights={})
+
+
 SETTINGS = {
     "zsclip": ZeroShotSettings,
     "coop": CoOpSettings,
     "kgcoop": KgCoOpSettings,
     "promptsrc": PromptSRCSettings,
+    "mmrl": MMRLSettings,
 }

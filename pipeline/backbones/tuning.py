@@ -38,7 +38,10 @@ def train(
     per-epoch trend of paper Fig. 5).
     """
     params = [p for p in backbone.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    if backbone.optimizer == "adamw":  # MMRL's recipe: Dassl's AdamW (betas 0.9, 0.999) with the same schedule
+        opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     log = []
     for epoch in range(recipe.epochs):
         lr = epoch_lr(epoch, recipe.lr, recipe.epochs, recipe.warmup_epochs, recipe.warmup_lr)

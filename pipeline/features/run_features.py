@@ -7,7 +7,10 @@ Layout (docs/design.md): `train/feat_full|feat_fg [V, N, D]`, `train/area [V, N]
 `text/clip [C, D]` in dataset label order, and optionally `text/backbone_by_epoch
 [E, C, D]` (after each tuning epoch). Zero-shot CLIP's image features
 (`train/clip_full`, `test/clip`) are stored only when they differ from the
-backbone's (`shares_clip_image` attr false).
+backbone's (`shares_clip_image` attr false). A backbone with a second image
+feature for base classes (MMRL) adds `train/rep_full|rep_fg`, `test/rep|rep_fg`
+and the attr `rep_weight` w: its base-class image feature is (1 - w) f + w f_rep
+(so its logits are MMRL's fused ones), its new-class feature f alone.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from ..atomic import atomic_path, hdf5_writes
 from .schema import CHECKSUM, FeatureFileError, check_finite, check_schema, open_readable, read_checked
 
 SCHEMA = 1
-IMAGE_FEATURES = ("train/feat", "test/feat", "train/clip", "test/clip")
+IMAGE_FEATURES = ("train/feat", "test/feat", "train/clip", "test/clip", "train/rep", "test/rep")
+REP = ("train/rep_full", "train/rep_fg", "test/rep", "test/rep_fg")
 REQUIRED = (
     "train/feat_full",
     "train/feat_fg",
@@ -73,7 +77,7 @@ class RunFeatures:
             self.attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in f.attrs.items()}
             arrays = {
                 k: read_checked(f, k, self.path, "features")
-                for k in REQUIRED + ("train/clip_full", "test/clip", "text/backbone_by_epoch")
+                for k in REQUIRED + ("train/clip_full", "test/clip", "text/backbone_by_epoch") + REP
                 if k in f
             }
         check_finite(self.path, arrays, "delete it and re-run the features stage")
@@ -84,10 +88,28 @@ class RunFeatures:
         for k in t:
             if k.startswith(IMAGE_FEATURES) or k.startswith("text/"):
                 t[k] = torch.nn.functional.normalize(t[k], dim=-1)  # undo float16 rounding of the unit norm
-        self.feat_full, self.feat_fg, self.area = t["train/feat_full"], t["train/feat_fg"], t["train/area"]
+        # The new-class branch's image features (the backbone's own), then the base-class branch's: the same
+        # tensors, or for MMRL each mixed with its representation feature.
+        self.feat_full_new, self.test_feat_new = t["train/feat_full"], t["test/feat"]
+        self.test_feat_fg_new = t["test/feat_fg"]
+        self.rep_weight = float(self.attrs.get("rep_weight", 0.0))
+        absent = [k for k in REP if k not in t]
+        if self.rep_weight and absent:
+            raise FeatureFileError(f"{self.path} has rep_weight {self.rep_weight} but lacks {absent}; re-run features")
+        w = self.rep_weight
+
+        def base_branch(key: str) -> torch.Tensor:  # train/feat_full -> train/rep_full, test/feat -> test/rep, ...
+            return (1 - w) * t[key] + w * t[key.replace("feat", "rep")] if w else t[key]
+
+        self.feat_full, self.feat_fg = base_branch("train/feat_full"), base_branch("train/feat_fg")
+        self.area = t["train/area"]
         self.train_label = t["train/label"]
-        self.test_feat, self.test_label, self.test_subset = t["test/feat"], t["test/label"], t["test/subset"]
-        self.test_feat_fg, self.test_area, self.test_has_fg = t["test/feat_fg"], t["test/area"], t["test/has_fg"].bool()
+        self.test_feat, self.test_label, self.test_subset = base_branch("test/feat"), t["test/label"], t["test/subset"]
+        self.test_feat_fg, self.test_area, self.test_has_fg = (
+            base_branch("test/feat_fg"),
+            t["test/area"],
+            t["test/has_fg"].bool(),
+        )
         self.text_backbone, self.text_clip = t["text/backbone"], t["text/clip"]
         # [E, C, D]: the backbone's class features after each tuning epoch (absent: no trend to draw)
         self.text_backbone_by_epoch = t.get("text/backbone_by_epoch")

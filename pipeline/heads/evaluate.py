@@ -40,10 +40,15 @@ def _test_subsets(feats: RunFeatures, device) -> tuple[dict, dict]:
     for subset, classes in (("base", feats.base), ("new", feats.new)):
         mask = feats.test_subset == (0 if subset == "base" else 1)
         cls = torch.tensor(classes)
+        # each subset through its own branch's image features (MMRL: fused on base classes, class token on new)
+        f, f_fg = (
+            (feats.test_feat, feats.test_feat_fg) if subset == "base" else (feats.test_feat_new, feats.test_feat_fg_new)
+        )
         out[subset] = dict(
-            f=feats.test_feat[mask].to(device),
+            f=f[mask].to(device),
+            f_new=feats.test_feat_new[mask].to(device),
             f_clip=feats.test_clip[mask].to(device),
-            f_fg=feats.test_feat_fg[mask].to(device),
+            f_fg=f_fg[mask].to(device),
             has_fg=feats.test_has_fg[mask].to(device),
             y=_local_labels(feats.test_label[mask], classes).to(device),
             g=feats.text_backbone[cls].to(device),
@@ -132,7 +137,7 @@ def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
     }
     z_base = model.base_logits(b["f"], b["g"])
     z_new, b_new = model.new_logits(n["f"], n["f_clip"], n["g"], n["g_clip"])
-    _, b_base = model.new_logits(b["f"], b["f_clip"], b["g"], b["g_clip"])
+    _, b_base = model.new_logits(b["f_new"], b["f_clip"], b["g"], b["g_clip"])
     shared = bool(feats.attrs.get("shares_clip_image", True))
 
     r_train = model.train_gate(
@@ -201,7 +206,8 @@ def evaluate_transfer(model: FVGPTHeads, feats: RunFeatures, branch: str) -> lis
         raise ValueError(f"branch must be base or new, got {branch!r}")
     device = next(model.parameters()).device
     s = feats.logit_scale
-    f, f_clip, f_fg = (x.to(device) for x in (feats.test_feat, feats.test_clip, feats.test_feat_fg))
+    own = (feats.test_feat, feats.test_feat_fg) if branch == "base" else (feats.test_feat_new, feats.test_feat_fg_new)
+    f, f_fg, f_clip = (x.to(device) for x in (*own, feats.test_clip))
     g, g_clip = feats.text_backbone.to(device), feats.text_clip.to(device)
     y = feats.test_label.to(device)
     has_fg = feats.test_has_fg.to(device)

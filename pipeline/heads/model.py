@@ -117,9 +117,13 @@ class FVGPTHeads(torch.nn.Module):
         return on * r_gate + (1 - on) * self._col("r_constant")
 
     # --- training -----------------------------------------------------------
-    def losses(self, f_full, f_fg, f_clip, area, y, g, g_clip) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def losses(
+        self, f_full, f_fg, f_clip, area, y, g, g_clip, f_new=None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """L = L_base + lambda_new L_PC (Sec. 3.4) per member for one batch: inputs [K, B, ...]; g, g_clip
-        [C_base, D] or [K, C_base, D]. Returns (the sum over members, to backpropagate; the terms per member [K])."""
+        [C_base, D] or [K, C_base, D]. PC runs on the new-class branch's features `f_new` (default f_full; MMRL:
+        its class-token features, while FRG and FDC see its base-class features). Returns (the sum over members,
+        to backpropagate; the terms per member [K])."""
         tau = self._tau()
         z_full, z_fg = self.frozen_logits(f_full, g), self.frozen_logits(f_fg, g)
         z_clip = self.frozen_logits(f_clip, g_clip)
@@ -135,7 +139,8 @@ class FVGPTHeads(torch.nn.Module):
         ce_fdc = fdc_ce(z_fdc, y)
         bce = frg_bce(r, r_star)
 
-        z_pc, b = self.prior_calibrated(z_full, z_clip)
+        z_new = z_full if f_new is None or f_new is f_full else self.frozen_logits(f_new, g)
+        z_pc, b = self.prior_calibrated(z_new, z_clip)
         pc_ce, pc_kl = pc_loss(z_pc, y, lp_clip, tau, self.kl_scale)
 
         terms = torch.stack([ce_fdc, bce, dist, pc_ce, pc_kl], 1) * self.loss_weights  # the switches of Table 12

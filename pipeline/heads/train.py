@@ -57,6 +57,7 @@ class MemberFeatures:
     feat_full: torch.Tensor
     feat_fg: torch.Tensor
     feat_clip: torch.Tensor
+    feat_new: torch.Tensor | None  # the new-class branch's full-view features where they differ (MMRL), else None
     area: torch.Tensor
     labels: torch.Tensor
     which: torch.Tensor
@@ -65,15 +66,12 @@ class MemberFeatures:
     where: str
 
     def batch(self, v: int, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """View v of each member's rows idx [K, B]: full, foreground and CLIP features [K, B, D], area and labels."""
+        """View v of each member's rows idx [K, B]: full, foreground and CLIP features [K, B, D], area, labels, and
+        the new-class branch's full-view features (the full ones when they are the same)."""
         f = self.which.view(-1, 1)
-        return (
-            self.feat_full[f, v, idx],
-            self.feat_fg[f, v, idx],
-            self.feat_clip[f, v, idx],
-            self.area[f, v, idx],
-            (self.labels[f, idx]),
-        )
+        full = self.feat_full[f, v, idx]
+        new = full if self.feat_new is None else self.feat_new[f, v, idx]
+        return full, self.feat_fg[f, v, idx], self.feat_clip[f, v, idx], self.area[f, v, idx], self.labels[f, idx], new
 
 
 def member_features(files: Sequence[RunFeatures], device: torch.device) -> MemberFeatures:
@@ -96,6 +94,7 @@ def member_features(files: Sequence[RunFeatures], device: torch.device) -> Membe
         feat_full=stacked("feat_full"),
         feat_fg=stacked("feat_fg"),
         feat_clip=stacked("train_clip_full"),
+        feat_new=stacked("feat_full_new") if any(f.rep_weight for f in distinct) else None,
         area=stacked("area"),
         labels=stacked("train_label"),
         which=which,
@@ -175,7 +174,8 @@ def train_heads(
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, n, c0.batch_size):
             idx = order[:, start : start + c0.batch_size]
-            loss, parts = model.losses(*data.batch(v, idx), data.g, data.g_clip)
+            f_full, f_fg, f_clip, area, y, f_new = data.batch(v, idx)
+            loss, parts = model.losses(f_full, f_fg, f_clip, area, y, data.g, data.g_clip, f_new)
             opt.zero_grad()
             loss.backward()
             opt.step()
