@@ -39,7 +39,10 @@ def repo(tmp_path_factory):
     if shutil.which("fvgpt") is None:
         pytest.skip("the fvgpt command is not installed (pip install -e .)")
     repo = tmp_path_factory.mktemp("pipeline")
-    return repo, dvc_project(repo)
+    # a ViT CLIP, so that backbones with their own image encoders (PromptSRC, MMRL) can join later
+    deep = {"backbone.promptsrc": {"depth_text": 1, "depth_vision": 2, "epochs": 1}}
+    deep["backbone.mmrl"] = {"rep_layers_from": 1, "epochs": 1}
+    return repo, dvc_project(repo, **{"clip.model": "fvgpt-test-vit", **deep})
 
 
 def test_first_run_builds_everything_and_second_run_nothing(repo):
@@ -101,16 +104,22 @@ def test_heads_param_reruns_only_heads_attention_and_report(repo):
     sh(path, "git", "commit", "-qm", "lambda_d 1")
 
 
-def test_new_backbone_reuses_masks_and_encodings(repo):
+def test_new_backbones_reuse_masks_and_encodings(repo):
+    """KgCoOp shares CLIP's image encoder; PromptSRC and MMRL (deep prompts, representation tokens) encode the
+    same views through their own encoders in their features stages. None re-runs prepare, masks, encode or
+    pretrain, and the other backbones' tuning and features are reused."""
     path, _ = repo
     params = yaml.safe_load((path / "params.yaml").read_text())
-    params["backbones"] = ["zsclip", "coop", "kgcoop"]
+    params["backbones"] = ["zsclip", "coop", "kgcoop", "promptsrc", "mmrl"]
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh(path, "dvc", "repro")
     stages = ran(out)
-    assert {"backbone@synthetic-kgcoop-1", "features@synthetic-kgcoop", "heads@synthetic"} <= stages
+    for name in ("kgcoop", "promptsrc", "mmrl"):
+        assert {f"backbone@synthetic-{name}-1", f"features@synthetic-{name}"} <= stages
+    assert "heads@synthetic" in stages
     assert not any(s.startswith(("masks", "encode", "prepare", "pretrain")) for s in stages)
-    assert not any("-coop" in s for s in stages)  # the other backbones' tuning and features are reused
+    assert not any("-coop" in s or "-zsclip" in s for s in stages)  # the other backbones' runs are reused
+    assert {"kgcoop", "promptsrc", "mmrl"} <= set(json.loads((path / "reports/summary.json").read_text())["synthetic"])
     sh(path, "git", "add", "-A")
     sh(path, "git", "commit", "-qm", "kgcoop")
 

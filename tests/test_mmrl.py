@@ -17,27 +17,6 @@ TEMPLATE = "a photo of a {}."
 NAMES = ["red circle", "blue square", "green ring"]
 
 
-@pytest.fixture(scope="module")
-def deep_clip(tmp_path_factory):
-    """A test-size ViT CLIP with 3 blocks per encoder and random layer-norm affines (so a token on the wrong side
-    of a norm shows)."""
-    import open_clip
-
-    path = tmp_path_factory.mktemp("cfg") / "fvgpt-test-mmrl-vit.json"
-    vision = {"image_size": 32, "layers": 3, "width": 32, "head_width": 16, "patch_size": 8}
-    text = {"context_length": 24, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 3}
-    path.write_text(json.dumps({"embed_dim": 32, "vision_cfg": vision, "text_cfg": text}))
-    open_clip.add_model_config(path)
-    clip = load_clip("fvgpt-test-mmrl-vit", "")
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in clip.model.modules():
-            if isinstance(module, torch.nn.LayerNorm):
-                module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
-                module.bias.copy_(0.5 * torch.randn(module.bias.shape, generator=generator))
-    return clip
-
-
 def mmrl(clip, **settings):
     torch.manual_seed(0)
     model = create_backbone("mmrl", clip, TEMPLATE, **{"rep_layers_from": 2, "n_rep_tokens": 3, **settings})

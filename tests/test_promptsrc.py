@@ -17,34 +17,6 @@ from pipeline.models.loading import load_clip
 DEEP = {"depth_text": 3, "depth_vision": 3, "n_ctx_vision": 2}
 
 
-@pytest.fixture(scope="module")
-def deep_clip(tmp_path_factory):
-    """A test-size ViT CLIP with 3 blocks in each encoder, so that deep prompts have blocks to go into."""
-    import open_clip
-
-    path = tmp_path_factory.mktemp("cfg") / "fvgpt-test-deep-vit.json"
-    path.write_text(
-        json.dumps(
-            {
-                "embed_dim": 32,
-                "vision_cfg": {"image_size": 32, "layers": 3, "width": 32, "head_width": 16, "patch_size": 8},
-                "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 3},
-            }
-        )
-    )
-    open_clip.add_model_config(path)
-    clip = load_clip("fvgpt-test-deep-vit", "")
-    # Random layer-norm affines: at their init (1, 0) a pre-norm block cannot tell a normalised token from a raw
-    # one, and a prompt inserted on the wrong side of ln_pre would go unseen.
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in clip.model.modules():
-            if isinstance(module, torch.nn.LayerNorm):
-                module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
-                module.bias.copy_(0.5 * torch.randn(module.bias.shape, generator=generator))
-    return clip
-
-
 def promptsrc(clip, **settings):
     torch.manual_seed(0)
     model = create_backbone("promptsrc", clip, "a photo of a {}.", **{**DEEP, **settings})
