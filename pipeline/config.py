@@ -21,7 +21,7 @@ import yaml
 
 from .config_reader import ConfigError, build, check_keys, coerce, require, to_plain
 from .datasets import KNOWN, is_known, is_synthetic
-from .datasets.synthetic import CROSS_DATASET_VARIANTS, SyntheticSpec
+from .datasets.synthetic import BENCHMARK_OVERRIDES, CROSS_DATASET_VARIANTS, SyntheticSpec
 from .heads.config import HeadsConfig
 from .schedule import SGDRecipe
 
@@ -73,9 +73,10 @@ class PrepareConfig:
     data_root: str = "data/DATA"  # CoOp's DATA folder
     roots: dict[str, str] = field(default_factory=dict)  # per-dataset folder override
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
-    # per-dataset changes, e.g. {eurosat: {shots: 8}}; by default the cross-dataset benchmark's variants
+    # per-dataset changes, e.g. {eurosat: {shots: 8}}; by default the built-in benchmark's (no shortcut on
+    # `synthetic`, the cross-dataset variants)
     overrides: dict[str, dict] = field(
-        default_factory=lambda: {name: {"synthetic": dict(spec)} for name, spec in CROSS_DATASET_VARIANTS.items()}
+        default_factory=lambda: {name: {"synthetic": dict(spec)} for name, spec in BENCHMARK_OVERRIDES.items()}
     )
 
     def __post_init__(self) -> None:

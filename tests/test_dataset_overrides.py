@@ -67,6 +67,7 @@ def test_inputs_files_change_only_for_the_overridden_dataset(tmp_path, monkeypat
     assert after["imagefolder"]["prepare.json"] == before["imagefolder"]["prepare.json"]
     assert json.loads(after["imagefolder"]["masks.json"])["settings"]["segmenter"] == "center"
     data["prepare"]["synthetic"]["spurious"] = 0.5
+    data["prepare"]["overrides"].pop("synthetic", None)  # its own override would hide the section's value
     later = written()
     assert later["imagefolder"] == after["imagefolder"]  # the built-in benchmark's spec is not a real dataset's input
     assert json.loads(later["synthetic"]["prepare.json"])["settings"]["synthetic"]["spurious"] == 0.5

@@ -17,6 +17,7 @@ def tiny_params(**overrides) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.update(datasets=["synthetic"], base2new=["synthetic"], backbones=["zsclip", "coop"], seeds=[1])
     params["cross_dataset"].update(sources=[], targets=[])  # tests/test_cross_dataset.py turns it on
+    params["prepare"]["overrides"].pop("synthetic", None)  # the tiny benchmark is `prepare.synthetic` below, whole
     params["prepare"].update(
         shots=2,
         synthetic={

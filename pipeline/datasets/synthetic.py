@@ -46,6 +46,9 @@ CROSS_DATASET_VARIANTS = {
     "synthetic_new_colour": {"seed": 3, "n_shapes": 6, "first_colour": 4, "n_colours": 1, "textures": _FAMILY_A},
     "synthetic_textures": {"seed": 4, "n_shapes": 6, "n_colours": 4, "textures": ["noisy", "brick", "grass", "gravel"]},
 }
+# Every built-in dataset's changes to `prepare.synthetic` (the default of `prepare.overrides`): base-to-new on
+# `synthetic` without the background shortcut (README: a sweep of it), and the cross-dataset variants.
+BENCHMARK_OVERRIDES = {"synthetic": {"spurious": 0.0}, **CROSS_DATASET_VARIANTS}
 
 
 @dataclass(frozen=True)
