@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..models import ClipModel
 from ._text import check_text_tower
+from ._vision import check_vit, patch_tokens
 from .base import Backbone, template_features
 from .settings import MMRLSettings
 
@@ -63,11 +64,7 @@ class MMRL(Backbone):
         model = clip.model
         check_text_tower(model)
         visual = model.visual
-        if not hasattr(visual, "transformer") or not hasattr(visual, "class_embedding"):
-            raise ValueError(
-                f"MMRL needs a ViT image encoder (open_clip VisionTransformer), not {type(visual).__name__}: "
-                "set clip.model to a ViT (e.g. ViT-B-16)"
-            )
+        check_vit(visual, "MMRL")
         text_depth, vision_depth = len(model.transformer.resblocks), len(visual.transformer.resblocks)
         depth = min(text_depth, vision_depth)
         if not 1 <= rep_layers_from <= depth:
@@ -138,7 +135,7 @@ class MMRL(Backbone):
     def image_branches(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(class-token features, representation features), each L2-normalised [B, D], from one forward."""
         visual = self.clip_model.visual
-        x = visual._embeds(images)  # patches, class token, positions, patch dropout, ln_pre
+        x = visual.ln_pre(patch_tokens(visual, images))
         x = self._through(visual.transformer, x, self.to_vision)
         # the class token pooled by CLIP's own path, on the sequence without the representation tokens
         pooled, _ = visual._pool(torch.cat([x[:, :1], x[:, 1 + self.n_rep :]], dim=1))

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import ClipModel
+from ._vision import check_vit, patch_tokens
 from .coop import CoOp
 from .settings import PromptSRCSettings
 
@@ -71,11 +72,7 @@ class PromptSRC(CoOp):
     ) -> None:
         super().__init__(clip, template, n_ctx=n_ctx, ctx_init=ctx_init, init_std=init_std, classnames=classnames)
         visual = clip.model.visual
-        if not hasattr(visual, "transformer") or not hasattr(visual, "class_embedding"):
-            raise ValueError(
-                f"PromptSRC needs a ViT image encoder (open_clip VisionTransformer), not {type(visual).__name__}: "
-                "set clip.model to a ViT (e.g. ViT-B-16, or fvgpt-tiny-vit on the built-in benchmark)"
-            )
+        check_vit(visual, "PromptSRC")
         text_layers, vision_layers = len(clip.model.transformer.resblocks), len(visual.transformer.resblocks)
         if not (1 <= depth_text <= text_layers and 1 <= depth_vision <= vision_layers):
             raise ValueError(
@@ -111,11 +108,7 @@ class PromptSRC(CoOp):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         visual = self.clip_model.visual
-        x = visual.conv1(images)
-        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
-        x = visual.patch_dropout(x)
+        x = patch_tokens(visual, images)
         if self.n_ctx_vision:
             x = torch.cat([x, self.ctx_vision.to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)], dim=1)
         x = visual.ln_pre(x)
