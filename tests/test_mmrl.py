@@ -259,24 +259,12 @@ def test_evaluation_scores_base_images_on_the_fused_feature_and_new_images_on_th
 
 
 def test_the_pipeline_runs_mmrl_on_its_own_image_encodings(tmp_path):
-    from pipeline.features.run_features import RunFeatures
-    from stages import backbone, encode, features, heads
-    from tests.tiny_project import built_project, edit_params
+    from tests.tiny_project import own_encoder_pipeline
 
-    overrides = {"clip.model": "fvgpt-test-vit", "backbone.mmrl": {"rep_layers_from": 1, "epochs": 2}}
-    with built_project(tmp_path, backbones=("zsclip",), **overrides) as root:
-        edit_params(root, backbones=["zsclip", "mmrl"])
-        backbone.run("synthetic", "mmrl", 1)
+    with own_encoder_pipeline(tmp_path, "mmrl", {"rep_layers_from": 1, "epochs": 2}) as (root, own, shared, metrics):
         meta = json.loads((root / "data/backbones/synthetic/mmrl/seed1/meta.json").read_text())
-        assert meta["config"]["reg_weight"] == 1.0 and meta["config"]["reg_weights"] == {}
-        encode.run("synthetic")
-        features.run("synthetic", "zsclip")
-        features.run("synthetic", "mmrl")
-        heads.run("synthetic")
-        own = RunFeatures(root / "data/features/synthetic/mmrl/seed1.h5")
-        shared = RunFeatures(root / "data/features/synthetic/zsclip/seed1.h5")
+        assert meta["config"]["reg_weight"] == 1.0 and meta["config"]["reg_weights"] == {}  # resolved per dataset
         assert own.rep_weight == pytest.approx(0.3) and shared.rep_weight == 0.0
         assert torch.equal(own.test_clip, shared.test_feat)  # CLIP's encodings, from the shared encode stage
         assert not torch.allclose(own.test_feat, own.test_feat_new, atol=1e-3)  # two branches
-        metrics = json.loads((root / "reports/metrics/synthetic/mmrl.json").read_text())
         assert set(metrics["seed1"]) >= {"backbone.base", "fvgpt.hm", "clip.new"}

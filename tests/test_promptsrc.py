@@ -1,7 +1,6 @@
 """PromptSRC: its prompted encoders against open_clip's own forward with the tokens inserted by hooks, its
 losses term by term, Gaussian prompt aggregation, and the pipeline running it on its own image encodings."""
 
-import json
 import math
 
 import pytest
@@ -144,25 +143,11 @@ def test_a_resnet_clip_is_refused_naming_the_fix():
 
 
 def test_the_pipeline_runs_promptsrc_on_its_own_image_encodings(tmp_path):
-    from pipeline.features.run_features import RunFeatures
-    from stages import backbone, encode, features, heads
-    from tests.tiny_project import built_project, edit_params
+    from tests.tiny_project import own_encoder_pipeline
 
-    overrides = {
-        "clip.model": "fvgpt-test-vit",
-        "backbone.promptsrc": {"depth_text": 1, "depth_vision": 2, "epochs": 2},
-    }
-    with built_project(tmp_path, backbones=("zsclip",), **overrides) as root:
-        edit_params(root, backbones=["zsclip", "promptsrc"])
-        backbone.run("synthetic", "promptsrc", 1)
-        encode.run("synthetic")
-        features.run("synthetic", "zsclip")
-        features.run("synthetic", "promptsrc")
-        heads.run("synthetic")
-        own = RunFeatures(root / "data/features/synthetic/promptsrc/seed1.h5")
-        shared = RunFeatures(root / "data/features/synthetic/zsclip/seed1.h5")
+    settings = {"depth_text": 1, "depth_vision": 2, "epochs": 2}
+    with own_encoder_pipeline(tmp_path, "promptsrc", settings) as (_, own, shared, metrics):
         assert not own.attrs["shares_clip_image"] and shared.attrs["shares_clip_image"]
         assert torch.equal(own.test_clip, shared.test_feat)  # CLIP's encodings, from the shared encode stage
         assert not torch.allclose(own.test_feat, shared.test_feat, atol=1e-3)  # its own, through its prompts
-        metrics = json.loads((root / "reports/metrics/synthetic/promptsrc.json").read_text())
         assert set(metrics["seed1"]) >= {"backbone.base", "fvgpt.hm", "clip.new"}

@@ -133,3 +133,28 @@ def built_project(root: Path, backbones=("zsclip",), with_features: bool = False
         yield root
     finally:
         os.chdir(cwd)
+
+
+@contextlib.contextmanager
+def own_encoder_pipeline(root: Path, backbone: str, settings: dict) -> Iterator[tuple]:
+    """A tiny project on a test-size ViT where `backbone` (one with its own image encoder, `settings` its section's
+    changes) is tuned, its feature file written next to zero-shot CLIP's and the heads trained and evaluated;
+    yields (project root, its RunFeatures, zero-shot CLIP's, its metrics by seed)."""
+    import json
+
+    from pipeline.features.run_features import RunFeatures
+    from stages import backbone as backbone_stage
+    from stages import encode, features, heads
+
+    with built_project(
+        root, backbones=("zsclip",), **{"clip.model": "fvgpt-test-vit", f"backbone.{backbone}": settings}
+    ):
+        edit_params(root, backbones=["zsclip", backbone])
+        backbone_stage.run("synthetic", backbone, 1)
+        encode.run("synthetic")
+        features.run("synthetic", "zsclip")
+        features.run("synthetic", backbone)
+        heads.run("synthetic")
+        own = RunFeatures(root / f"data/features/synthetic/{backbone}/seed1.h5")
+        shared = RunFeatures(root / "data/features/synthetic/zsclip/seed1.h5")
+        yield root, own, shared, json.loads((root / f"reports/metrics/synthetic/{backbone}.json").read_text())
