@@ -97,7 +97,10 @@ def tune(params, dataset: str, backbone: str, seed: int, subset: str | None, rec
         )
         # The bar advances once per optimiser step, so its total is steps, not images or epochs.
         with progress_bar(f"{backbone} steps", recipe.epochs * len(loader)) as advance:
-            log = tuning.train(model.train(), loader, names, recipe, device, advance, print_epoch, states)
+            # each epoch's state, for the trend of paper Fig. 5, which only a shared image encoder lets the
+            # features stage read (its cached encodings serve every epoch)
+            keep = states if model.shares_clip_image_encoder else None
+            log = tuning.train(model.train(), loader, names, recipe, device, advance, print_epoch, keep)
     else:
         print(f"{backbone} on {dataset} seed {seed}: nothing to train (no learnable parameters); writing its settings")
     with atomic_dir(out) as tmp:

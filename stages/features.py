@@ -42,8 +42,12 @@ def _own_encodings(dataset, prepared, params, backbone, clip, device) -> Encoded
     encode = image_encoder(
         backbone.encode_image_for_features, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size
     )
-    path = Path(tempfile.mkdtemp()) / "own.h5"
-    with progress_bar(f"encode ({backbone.name})", len(train) + len(test)) as advance:
+    # a scratch file, gone once read (EncodedViews holds the encodings in memory)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        progress_bar(f"encode ({backbone.name})", len(train) + len(test)) as advance,
+    ):
+        path = Path(scratch) / "own.h5"
         encode_views(
             path,
             train,
@@ -56,7 +60,7 @@ def _own_encodings(dataset, prepared, params, backbone, clip, device) -> Encoded
             runtime.encode_workers,
             advance,
         )
-    return EncodedViews(path)
+        return EncodedViews(path)
 
 
 def run(dataset: str, backbone: str, seed: int | None = None, params_file: str = "params.yaml") -> None:

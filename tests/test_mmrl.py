@@ -196,6 +196,14 @@ def test_the_heads_run_base_classes_on_the_fused_feature_and_pc_on_the_class_tok
         assert torch.equal(fused[term], split[term]), term
     assert not torch.allclose(fused["pc_ce"], split["pc_ce"])
 
+    # FDC starts at the backbone's fused logits only if its adapter keeps the (shorter) fused feature's length
+    f = feats.test_feat.unsqueeze(0)
+    assert float(feats.test_feat.norm(dim=-1).max()) < 0.99
+    kept = FVGPTHeads([HeadsConfig(seed=1, adapter_init=0.0)], d, 10.0, keep_image_norm=True)
+    assert torch.allclose(kept.fdc_logits(f, g), kept.frozen_logits(f, g), atol=1e-5)
+    unit = FVGPTHeads([HeadsConfig(seed=1, adapter_init=0.0)], d, 10.0)
+    assert not torch.allclose(unit.fdc_logits(f, g), unit.frozen_logits(f, g), atol=1e-2)
+
 
 def test_heads_training_feeds_pc_the_class_token_features(tmp_path):
     """Two files with the same fused (base-branch) features and swapped class-token and representation
@@ -267,4 +275,10 @@ def test_the_pipeline_runs_mmrl_on_its_own_image_encodings(tmp_path):
         assert own.rep_weight == pytest.approx(0.3) and shared.rep_weight == 0.0
         assert torch.equal(own.test_clip, shared.test_feat)  # CLIP's encodings, from the shared encode stage
         assert not torch.allclose(own.test_feat, own.test_feat_new, atol=1e-3)  # two branches
+        from pipeline.heads.io import load_heads
+
+        heads = load_heads(root / "data/heads/synthetic/mmrl/seed1", own.test_feat.shape[-1], own.logit_scale)
+        assert heads.keep_image_norm  # saved with the heads: FDC keeps the fused feature's length
+        saved = torch.load(root / "data/backbones/synthetic/mmrl/seed1/learnable.pt", weights_only=True)
+        assert "epoch_states" not in saved  # only a shared image encoder lets the features stage read them
         assert set(metrics["seed1"]) >= {"backbone.base", "fvgpt.hm", "clip.new"}

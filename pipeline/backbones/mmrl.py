@@ -86,7 +86,6 @@ class MMRL(Backbone):
         self.proj_rep = torch.nn.Parameter(torch.randn(vision_width, out_dim, device=device) * vision_width**-0.5)
         self.n_rep = n_rep_tokens
         self.alpha, self.reg_weight = alpha, reg_weight
-        self.logit_weights = (alpha, 1 - alpha)
         self._prompts: dict[tuple[str, ...], torch.Tensor] = {}
         self._frozen_text: dict[tuple[str, ...], torch.Tensor] = {}
 
@@ -165,8 +164,9 @@ class MMRL(Backbone):
         text = self.class_features(classnames)
         f_cls, f_rep = self.image_branches(images)
         s = self.logit_scale
-        ce_cls = F.cross_entropy(s * f_cls @ text.t(), labels)
-        ce_rep = F.cross_entropy(s * f_rep @ text.t(), labels)
+        with torch.autocast(device_type=images.device.type, enabled=False):  # logits at 100x: not in bf16
+            ce_cls = F.cross_entropy(s * f_cls @ text.t(), labels)
+            ce_rep = F.cross_entropy(s * f_rep @ text.t(), labels)
         with torch.no_grad():
             frozen_image = F.normalize(self.clip_model.encode_image(images).float(), dim=-1)
         reg_image = 1 - F.cosine_similarity(f_cls, frozen_image, dim=-1).mean()

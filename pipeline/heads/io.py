@@ -20,7 +20,9 @@ def save_heads(out_dir: Path, model: FVGPTHeads, log: list[dict], meta: dict) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / WEIGHTS) as tmp:
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
-    write_json(out_dir / CONFIG, {"config": model.configs[0].to_dict(), **meta})
+    write_json(
+        out_dir / CONFIG, {"config": model.configs[0].to_dict(), "keep_image_norm": model.keep_image_norm, **meta}
+    )
     write_long_logs(out_dir / LOG, [({}, log)])
 
 
@@ -42,7 +44,7 @@ def load_heads(out_dir: Path, dim: int, logit_scale: float, device="cpu") -> FVG
     path = Path(out_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the heads stage (`dvc repro heads`) first")
-    cfg = HeadsConfig.from_dict(json.loads(path.read_text())["config"])
-    model = FVGPTHeads([cfg], dim, logit_scale)
+    saved = json.loads(path.read_text())
+    model = FVGPTHeads([HeadsConfig.from_dict(saved["config"])], dim, logit_scale, saved.get("keep_image_norm", False))
     model.load_state_dict(read_weights(Path(out_dir) / WEIGHTS, "re-run the heads stage (`dvc repro heads`)"))
     return model.to(device).eval()

@@ -29,7 +29,11 @@ def module_generators(configs: Sequence[HeadsConfig], module: str) -> list[torch
 
 
 class FVGPTHeads(torch.nn.Module):
-    def __init__(self, configs: Sequence[HeadsConfig], dim: int, logit_scale: float) -> None:
+    def __init__(
+        self, configs: Sequence[HeadsConfig], dim: int, logit_scale: float, keep_image_norm: bool = False
+    ) -> None:
+        """`keep_image_norm`: FDC's visual adapter keeps its input's length (MMRL's fused base-class features,
+        which are not unit vectors; StackedAdapter)."""
         super().__init__()
         if len({c.structure for c in configs}) != 1:
             raise ValueError("stacked configs must share their structure (sizes, indicators, data, schedule)")
@@ -39,6 +43,7 @@ class FVGPTHeads(torch.nn.Module):
         init = [c.adapter_init for c in configs]
         self.frg_gate = StackedMLP(gens["frg_gate"], len(c0.frg_indicators), c0.gate_hidden, 1, c0.gate_depth)
         self.visual_adapter = StackedAdapter(gens["visual_adapter"], dim, c0.adapter_hidden, init)
+        self.keep_image_norm = self.visual_adapter.keep_norm = keep_image_norm
         self.text_adapter = (
             StackedAdapter(gens["text_adapter"], dim, c0.adapter_hidden, init) if c0.adapters == "both" else None
         )
@@ -157,7 +162,7 @@ class FVGPTHeads(torch.nn.Module):
 
     def member(self, k: int) -> FVGPTHeads:
         """Member k alone, as a K = 1 model (every weight and setting has the member axis first)."""
-        single = FVGPTHeads([self.configs[k]], self.visual_adapter.w1.shape[1], self.logit_scale)
+        single = FVGPTHeads([self.configs[k]], self.visual_adapter.w1.shape[1], self.logit_scale, self.keep_image_norm)
         single.load_state_dict({name: value[k : k + 1].clone() for name, value in self.state_dict().items()})
         return single.to(next(self.parameters()).device).eval()
 

@@ -47,8 +47,12 @@ class StackedMLP(torch.nn.Module):
 class StackedAdapter(torch.nn.Module):
     """FDC's residual adapter, Eq. (7): f~ = L2Norm(f + MLP(f)), MLP D -> hidden -> D (ReLU).
 
-    The last layer of member k is scaled by `init_scales[k]` so training starts at the backbone.
+    The last layer of member k is scaled by `init_scales[k]` so training starts at the backbone. With
+    `keep_norm`, f~ keeps f's length: a backbone whose base-class image feature is a mix of two unit features
+    (MMRL) has shorter features, and its logits start at the backbone's only at that length.
     """
+
+    keep_norm = False
 
     def __init__(self, gens: Sequence[torch.Generator], dim: int, hidden: int, init_scales: Sequence[float]) -> None:
         super().__init__()
@@ -56,6 +60,7 @@ class StackedAdapter(torch.nn.Module):
         self.w2, self.b2 = _linear_init(gens, hidden, dim, init_scales)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [K, B, D] -> [K, B, D], unit norm."""
+        """x [K, B, D] -> [K, B, D], unit norm (x's norm with `keep_norm`)."""
         h = F.relu(torch.baddbmm(self.b1, x, self.w1))
-        return F.normalize(x + torch.baddbmm(self.b2, h, self.w2), dim=-1)
+        out = F.normalize(x + torch.baddbmm(self.b2, h, self.w2), dim=-1)
+        return out * x.norm(dim=-1, keepdim=True) if self.keep_norm else out

@@ -76,9 +76,10 @@ class MemberFeatures:
 
 def member_features(files: Sequence[RunFeatures], device: torch.device) -> MemberFeatures:
     """`files[k]` is member k's feature file (the same object for members that share one). The files must agree
-    in views, training images, width and base classes, as the seeds of one dataset x backbone do."""
+    in views, training images, width, base classes and in having a second image feature (MMRL), as the seeds of
+    one dataset x backbone do."""
     distinct = list(dict.fromkeys(files))
-    shapes = {(tuple(f.feat_full.shape), tuple(f.base)) for f in distinct}
+    shapes = {(tuple(f.feat_full.shape), tuple(f.base), f.rep_weight > 0) for f in distinct}
     if len(shapes) > 1:
         raise ValueError(
             "feature files trained together must have the same views, training images, width and base classes: "
@@ -159,7 +160,7 @@ def train_heads(
         raise ValueError(f"{len(files)} feature files for {len(configs)} configurations: give one, or one each")
     data = member_features(files, device)
     c0 = configs[0]
-    model = FVGPTHeads(configs, data.feat_full.shape[-1], files[0].logit_scale).to(device)
+    model = FVGPTHeads(configs, data.feat_full.shape[-1], files[0].logit_scale, files[0].rep_weight > 0).to(device)
     gens = [torch.Generator().manual_seed(c.seed) for c in configs]
     subsets = [shot_subset(f.train_label, c.shot_fraction, gen) for f, c, gen in zip(files, configs, gens)]
     n = len(subsets[0])
@@ -239,4 +240,4 @@ def stacked_epochs(files: Sequence[RunFeatures], configs: Sequence[HeadsConfig])
 
 
 def _stack_key(f: RunFeatures, cfg: HeadsConfig) -> tuple:
-    return (cfg.structure, tuple(f.feat_full.shape), tuple(f.base), f.logit_scale)
+    return (cfg.structure, tuple(f.feat_full.shape), tuple(f.base), f.logit_scale, f.rep_weight > 0)
