@@ -281,4 +281,20 @@ def test_the_pipeline_runs_mmrl_on_its_own_image_encodings(tmp_path):
         assert heads.keep_image_norm  # saved with the heads: FDC keeps the fused feature's length
         saved = torch.load(root / "data/backbones/synthetic/mmrl/seed1/learnable.pt", weights_only=True)
         assert "epoch_states" not in saved  # only a shared image encoder lets the features stage read them
+
+        # the stored halves are the class token's and the representation's, in that order
+        from pipeline.backbones import backbone_template, tuning
+        from pipeline.images import load_rgb
+        from pipeline.manifest import read_prepared
+        from pipeline.views import test_view
+
+        clip = load_clip("fvgpt-test-vit", "")
+        model = tuning.load(root / "data/backbones/synthetic/mmrl/seed1", clip, backbone_template("mmrl", "synthetic"))
+        prepared = read_prepared(root / "data/prepared/synthetic")
+        image = load_rgb(prepared.root / prepared.test().impath.iloc[0])
+        x, _, _ = test_view(image, None, clip.image_size, clip.mean, clip.std, "mean")
+        with torch.no_grad():
+            cls, rep = model.image_branches(x.unsqueeze(0))
+        assert torch.allclose(own.test_feat_new[0], cls[0], atol=2e-3)
+        assert torch.allclose(own.test_feat[0], 0.7 * cls[0] + 0.3 * rep[0], atol=2e-3)
         assert set(metrics["seed1"]) >= {"backbone.base", "fvgpt.hm", "clip.new"}
