@@ -33,12 +33,12 @@ from pipeline.paths import (
 from ._common import progress_bar, start
 
 
-def _own_encodings(dataset, prepared, params, backbone, clip, device) -> EncodedViews:
-    """Encode the views with the backbone's own image path (deep-prompt backbones)."""
+def _own_encodings(dataset, prepared, params, backbone, clip, device, seed: int) -> EncodedViews:
+    """Encode the views of one seed's few-shot images and of the test images with the backbone's own image path
+    (deep-prompt backbones). A view depends only on encode.seed, its index and its image path, so they are the
+    views the shared encode stage makes of the same images."""
     cfg, runtime = params.encode, params.runtime
-    train, test = view_sets(
-        prepared, MaskStore(masks_path(dataset)), params.seeds, cfg, clip.image_size, clip.mean, clip.std
-    )
+    train, test = view_sets(prepared, MaskStore(masks_path(dataset)), [seed], cfg, clip.image_size, clip.mean, clip.std)
     encode = image_encoder(
         backbone.encode_image_for_features, device, cfg.precision, cfg.channels_last, runtime.encode_batch_size
     )
@@ -147,7 +147,7 @@ def write_features(
     model = tuning.load(model_dir, clip, backbone_template(backbone, prepared.classes["dataset"]))
     shares_image = model.shares_clip_image_encoder
     clip_views = shared.views
-    views = clip_views if shares_image else _own_encodings(dataset, prepared, params, model, clip, device)
+    views = clip_views if shares_image else _own_encodings(dataset, prepared, params, model, clip, device, seed)
 
     rows = views.train_rows(list(train.impath))
     test = prepared.test()
