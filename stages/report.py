@@ -55,8 +55,9 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
 def write_tables(runs: pd.DataFrame) -> None:
     """summary.json, Table 1 (Markdown and CSV), every run, and the compact base-to-new table with its gains."""
     out = results_dir()
-    write_json(summary_path(), with_pattern(summary(runs), runs))
-    write_text(out / "regime.md", regime_markdown(regime(runs)))
+    pattern = regime(runs)
+    write_json(summary_path(), with_pattern(summary(runs), pattern))
+    write_text(out / "regime.md", regime_markdown(pattern))
     write_text(out / "table1.md", results_markdown(runs))
     _write_csv(out / "table1.csv", table1(runs))
     _write_csv(out / "runs.csv", runs)  # what `python -m pipeline.report.readme` rebuilds the README table from

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.paths import metrics_path, results_dir, summary_path, training_log_path
-from pipeline.report.regime import with_pattern
+from pipeline.report.regime import regime, with_pattern
 from pipeline.report.tables import results_markdown, summary, table1, with_paper_hm
 from stages import masks, report
 
@@ -34,7 +34,7 @@ def test_write_tables_writes_the_summary_table1_and_every_run(in_tmp):
     report.write_tables(runs)
     out = results_dir()
     written = json.loads(summary_path().read_text())
-    assert written == with_pattern(summary(runs), runs)
+    assert written == with_pattern(summary(runs), regime(runs))
     assert written["a"]["coop"]["table1_pattern"]["base"] is False  # coop's base (61.5) is below CLIP's (70)
     assert set(written["a"]["coop"]["gain_std"]) == {"base", "new", "hm"}
     assert "| a | coop |" in (out / "regime.md").read_text()

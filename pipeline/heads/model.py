@@ -43,7 +43,7 @@ class FVGPTHeads(torch.nn.Module):
         init = [c.adapter_init for c in configs]
         self.frg_gate = StackedMLP(gens["frg_gate"], len(c0.frg_indicators), c0.gate_hidden, 1, c0.gate_depth)
         self.visual_adapter = StackedAdapter(gens["visual_adapter"], dim, c0.adapter_hidden, init)
-        self.keep_image_norm = self.visual_adapter.keep_norm = keep_image_norm
+        self.visual_adapter.keep_norm = keep_image_norm
         self.text_adapter = (
             StackedAdapter(gens["text_adapter"], dim, c0.adapter_hidden, init) if c0.adapters == "both" else None
         )
@@ -67,6 +67,10 @@ class FVGPTHeads(torch.nn.Module):
         for name, values in per_member.items():
             self.register_buffer(name, torch.tensor(values, dtype=torch.float32))
         self.register_buffer("loss_weights", torch.tensor([[c.weight(x) for x in LOSSES] for c in configs]))
+
+    @property
+    def keep_image_norm(self) -> bool:
+        return self.visual_adapter.keep_norm
 
     @property
     def k(self) -> int:

@@ -7,34 +7,27 @@ effective value for the dataset in that experiment's params.yaml; `stages/curve.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pandas as pd
 
+from ..config import _merge
 from .figures import _backbone_colours, _save
-from .regime import CHECKS, SYSTEM_COLUMNS, paired_gains, regime, tuned
-from .tables import SPLITS, average_runs
+from .regime import CHECKS, regime
+from .tables import SPLITS
 
 PER_DATASET_SECTIONS = ("prepare", "masks")  # sections with `overrides: {dataset: {...}}` (pipeline/config.py)
 SHARES = [f"attention.{system}" for system in ("clip", "backbone", "fvgpt")]
 SHIFT = ["shift.backbone.base", "shift.fvgpt.base"]
 
 
-def _merged(plain: dict, changes: dict) -> dict:
-    out = copy.deepcopy(plain)
-    for key, value in changes.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def effective_value(params: dict, key: str, dataset: str):
     """The value of dotted `key` for `dataset` in a params file's contents: for `prepare.*` and `masks.*`, with
-    the dataset's `<section>.overrides.<dataset>` applied first, as the stages apply it. KeyError if absent."""
+    the dataset's `<section>.overrides.<dataset>` merged in first, with the stages' own merge. KeyError if absent."""
     section, _, rest = key.partition(".")
     node = params.get(section, {})
     if section in PER_DATASET_SECTIONS and isinstance(node, dict):
-        node = _merged({k: v for k, v in node.items() if k != "overrides"}, node.get("overrides", {}).get(dataset, {}))
+        node = _merge({k: v for k, v in node.items() if k != "overrides"}, node.get("overrides", {}).get(dataset, {}))
     for part in rest.split(".") if rest else []:
         if not isinstance(node, dict) or part not in node:
             raise KeyError(key)
@@ -51,11 +44,7 @@ def curve_table(points: list[tuple[object, str, pd.DataFrame]], dataset: str) ->
         runs = runs[runs["dataset"] == dataset]
         if runs.empty:
             continue
-        table = regime(runs)
-        extra = [c for c in SHARES + SHIFT if c in runs]
-        if extra:
-            stats = average_runs(tuned(paired_gains(runs)), ["dataset", "backbone"], SYSTEM_COLUMNS + extra)
-            table = table.merge(stats[extra].reset_index(), on=["dataset", "backbone"], how="left")
+        table = regime(runs, extra=[c for c in SHARES + SHIFT if c in runs])
         table.insert(0, "experiment", experiment)
         table.insert(0, "value", value)
         rows.append(table)

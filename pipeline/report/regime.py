@@ -43,14 +43,14 @@ def tuned(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[keep]
 
 
-def regime(runs: pd.DataFrame, min_gain: float = 1.0, spread: float = 2.0) -> pd.DataFrame:
+def regime(runs: pd.DataFrame, min_gain: float = 1.0, spread: float = 2.0, extra: list[str] = ()) -> pd.DataFrame:
     """Per dataset x tuned backbone: mean accuracies (HM of the means), the mean and std over seeds of the
-    paired gains, and one boolean column per check of the module docstring."""
+    paired gains and of the `extra` columns, and one boolean column per check of the module docstring."""
     runs = tuned(paired_gains(runs))
     if runs.empty:
         return pd.DataFrame(columns=["dataset", "backbone", *CHECKS])
     gains = [f"gain.{split}" for split in SPLITS]
-    table = average_runs(runs, ["dataset", "backbone"], SYSTEM_COLUMNS + gains).reset_index()
+    table = average_runs(runs, ["dataset", "backbone"], SYSTEM_COLUMNS + gains + list(extra)).reset_index()
 
     def col(system: str, split: str) -> pd.Series:
         return table[f"{system}.{split}"]
@@ -95,10 +95,10 @@ def regime_summary(table: pd.DataFrame) -> dict:
     return out
 
 
-def with_pattern(head: dict, runs: pd.DataFrame) -> dict:
-    """The summary `head` ({dataset: {backbone: {...}}}) with, per tuned backbone, `gain_std` (the std over seeds
-    of the paired gains) and `table1_pattern` (each check of `regime`)."""
-    for dataset, per_backbone in regime_summary(regime(runs)).items():
+def with_pattern(head: dict, table: pd.DataFrame) -> dict:
+    """The summary `head` ({dataset: {backbone: {...}}}) with, per tuned backbone of `regime`'s `table`,
+    `gain_std` (the std over seeds of the paired gains) and `table1_pattern` (each check)."""
+    for dataset, per_backbone in regime_summary(table).items():
         for backbone, checks in per_backbone.items():
             head[dataset][backbone]["gain_std"] = checks.pop("gain_std")
             head[dataset][backbone]["table1_pattern"] = checks
