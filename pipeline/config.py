@@ -398,6 +398,7 @@ class RuntimeConfig:
     encode_workers: int = 0  # DataLoader workers for decoding and augmentation
     encode_batch_images: int = 32  # images per DataLoader batch (each gives 2 x V views)
     encode_batch_size: int = 256  # views per encoder forward
+    features_memory_mb: int = 2048  # a feature file larger than this as float32 is streamed from disk; 0 = never
     clip_cache_dir: str | None = None  # open_clip / Hugging Face cache override
     allow_download: bool = False  # never reach a network unless asked to
 
@@ -406,7 +407,7 @@ class RuntimeConfig:
             self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
             f"runtime.device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
-        for name in ("threads", "masks_workers", "backbone_workers", "encode_workers"):
+        for name in ("threads", "masks_workers", "backbone_workers", "encode_workers", "features_memory_mb"):
             require(getattr(self, name) >= 0, f"runtime.{name} must be >= 0, got {getattr(self, name)}")
         require(self.encode_batch_images >= 1 and self.encode_batch_size >= 1, "runtime.encode_batch_* must be >= 1")
 

@@ -68,10 +68,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     store = MaskStore(masks_path(dataset))
     images, masks = _views(prepared, test, store, clip, params.encode.fill)
 
-    files = {run: RunFeatures(features_path(dataset, *run)) for run in runs}
-    heads = {
-        run: load_heads(heads_dir(dataset, *run), f.test_feat.shape[-1], f.logit_scale) for run, f in files.items()
-    }
+    files = {run: RunFeatures(features_path(dataset, *run), stream=True) for run in runs}  # class features only
+    heads = {run: load_heads(heads_dir(dataset, *run), f.width, f.logit_scale) for run, f in files.items()}
     # Every run's CLIP text features are the frozen CLIP's on the same templates: runs that agree share one map.
     clip_key = {r: next(q for q in runs if torch.equal(files[q].text_clip, f.text_clip)) for r, f in files.items()}
     subsets = {name: np.flatnonzero((test.subset == name).to_numpy()) for name in ("base", "new")}
@@ -225,8 +223,8 @@ def images(
     if not BACKBONES[backbone].shares_clip_image_encoder:
         raise ValueError(f"{backbone} has its own image encoder: Grad-CAM on CLIP's encoder does not show it")
     layer = spatial_layer(clip.model.visual, params.attention.layer)
-    feats = RunFeatures(features_path(dataset, backbone, seed))
-    heads = load_heads(heads_dir(dataset, backbone, seed), feats.test_feat.shape[-1], feats.logit_scale)
+    feats = RunFeatures(features_path(dataset, backbone, seed), stream=True)  # class features only
+    heads = load_heads(heads_dir(dataset, backbone, seed), feats.width, feats.logit_scale)
     scores = _scorers(feats, heads, subset)
     classes = feats.base if subset == "base" else feats.new
     panels = []

@@ -11,7 +11,7 @@ from itertools import product
 
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.device import pick_device
-from pipeline.features.run_features import RunFeatures
+from pipeline.features.run_features import RunFeatures, load_run_features
 from pipeline.heads.evaluate import (
     EpochReadings,
     backbone_epoch_readings,
@@ -64,7 +64,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     device = pick_device(params.runtime.device)
     runs = list(product(params.backbones, params.seeds))
     configs = [params.heads.for_run(dataset, backbone, seed) for backbone, seed in runs]
-    files = [RunFeatures(features_path(dataset, backbone, seed)) for backbone, seed in runs]
+    memory = params.runtime.features_memory_mb
+    files = [load_run_features(features_path(dataset, backbone, seed), device, memory) for backbone, seed in runs]
 
     # Fresh folders swapped in at the end (opened first, so a read-only output fails before training): no run of
     # an earlier repro survives, and a failed evaluation leaves the previous heads and metrics whole.
@@ -91,7 +92,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     write_long_logs(backbone_trend_path(dataset), list(zip(labels, tuning)))
     print(
         f"FVG-PT heads for {dataset}: backbones {list(params.backbones)} x seeds {list(params.seeds)}, "
-        f"{n_params} learnable parameters each ({n_params / 1e6:.3f} M, D={files[0].feat_full.shape[-1]}), on {device}"
+        f"{n_params} learnable parameters each ({n_params / 1e6:.3f} M, D={files[0].width}), on {device}"
     )
 
 
@@ -104,7 +105,11 @@ def cross(source: str, params_file: str = "params.yaml") -> None:
     runs = list(product(params.backbones, params.seeds))
     cross = params.cross_dataset
     configs = [cross.heads_config(params.heads.for_run(source, backbone, seed)) for backbone, seed in runs]
-    files = [RunFeatures(cross_features_path(source, source, backbone, seed)) for backbone, seed in runs]
+    memory = params.runtime.features_memory_mb
+    files = [
+        load_run_features(cross_features_path(source, source, backbone, seed), device, memory)
+        for backbone, seed in runs
+    ]
 
     tested = {source: "base", **{target: cross.target_branch for target in cross.targets}}
     metrics = {dataset: {backbone: {} for backbone in params.backbones} for dataset in tested}
@@ -115,7 +120,7 @@ def cross(source: str, params_file: str = "params.yaml") -> None:
             save_heads(heads_out / backbone / f"seed{seed}", model, log, meta)
         for dataset, branch in tested.items():
             for (backbone, seed), (model, _) in zip(runs, trained):
-                feats = RunFeatures(cross_features_path(source, dataset, backbone, seed))
+                feats = load_run_features(cross_features_path(source, dataset, backbone, seed), device, memory)
                 metrics[dataset][backbone][f"seed{seed}"] = evaluate_transfer(model, feats, branch)[0]
             write_json(metrics_out / f"{dataset}.json", metrics[dataset])
             print(transfer_lines(source, dataset, metrics[dataset]))

@@ -14,7 +14,7 @@ from pathlib import Path
 from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.config_reader import ConfigError
 from pipeline.device import pick_device
-from pipeline.features.run_features import RunFeatures
+from pipeline.features.run_features import load_run_features
 from pipeline.fingerprint import file_digest
 from pipeline.heads.config import ABLATIONS, HeadsConfig
 from pipeline.heads.sweep import SweepResult, checked_rows, grid_rows, row_config, run_sweep, summarise, sweep_name
@@ -40,7 +40,8 @@ def run(
     rows = requested_rows(base, ablation, grid)
     name = sweep_name(dataset, backbone, ablation or "grid", base, rows, seeds)
     device = pick_device(params.runtime.device)
-    features_by_seed = {s: RunFeatures(features_path(dataset, backbone, s), device) for s in seeds}
+    memory = params.runtime.features_memory_mb
+    features_by_seed = {s: load_run_features(features_path(dataset, backbone, s), device, memory) for s in seeds}
     features = [feature_file(seed, feats.path) for seed, feats in features_by_seed.items()]
     with progress_bar("sweep configs", len(rows) * len(seeds)) as advance:
         result = run_sweep(features_by_seed, base, rows, device, stacked=not sequential, advance=advance)

@@ -17,13 +17,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
 import torch
 
 from ..atomic import atomic_path, hdf5_writes
-from .schema import CHECKSUM, FeatureFileError, check_finite, check_schema, open_readable, read_checked
+from .schema import (
+    CHECKSUM,
+    FeatureFileError,
+    NonFiniteFeaturesError,
+    check_finite,
+    check_schema,
+    open_readable,
+    read_checked,
+)
 
 SCHEMA = 1
 IMAGE_FEATURES = ("train/feat", "test/feat", "train/clip", "test/clip", "train/rep", "test/rep")
@@ -44,6 +53,24 @@ REQUIRED = (
 )
 
 
+# Image features are stored a few images per chunk, one view at a time, so the rows of a training batch or a
+# block of test images read without the rest of the view, each chunk still under its Fletcher-32 checksum.
+ROW_CHUNK = 16
+AREA_CHUNK = 4096
+
+
+def dataset_chunks(key: str, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The HDF5 chunk shape of `key`: image features [V, N, D] -> (1, 16, D) and [M, D] -> (16, D), training
+    areas [V, N] -> (1, 4096); None (h5py's choice) for the small arrays, which are read whole."""
+    if not shape or 0 in shape:
+        return None
+    if key.startswith(IMAGE_FEATURES):
+        return (1, min(shape[1], ROW_CHUNK), shape[2]) if len(shape) == 3 else (min(shape[0], ROW_CHUNK), shape[1])
+    if key == "train/area":
+        return (1, min(shape[1], AREA_CHUNK))
+    return None
+
+
 def write_run_features(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, dtype: str = "float16") -> None:
     stored = {}
     for key, value in arrays.items():
@@ -55,87 +82,244 @@ def write_run_features(path: str | Path, arrays: dict[str, np.ndarray], attrs: d
     with atomic_path(path) as tmp, hdf5_writes(tmp):
         with h5py.File(tmp, "w") as f:
             for key, value in stored.items():
-                chunks = (1,) + value.shape[1:] if value.ndim == 3 and value.size else None
-                f.create_dataset(key, data=value, chunks=chunks, **CHECKSUM)
+                f.create_dataset(key, data=value, chunks=dataset_chunks(key, value.shape), **CHECKSUM)
             for key, value in attrs.items():
                 f.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
             f.attrs["schema"] = SCHEMA
 
 
-class RunFeatures:
-    """Everything the heads and evaluation read, as float32 tensors, validated on open."""
+# Read whole on open in either mode: per image a label, a subset flag and a test area (a few bytes), and the
+# class features. Everything else (the image features, the training areas) is what streaming leaves on disk.
+SMALL = ("train/label", "test/label", "test/subset", "test/area", "test/has_fg", "text/backbone", "text/clip")
+OPTIONAL = ("train/clip_full", "test/clip", "text/backbone_by_epoch") + REP
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
+
+def features_megabytes(path: str | Path) -> float:
+    """What a feature file's image features and training areas take in memory as float32, in MB."""
+    with open_readable(Path(path), "features") as f:
+        keys: list[str] = []
+        f.visit(lambda name: keys.append(name) if isinstance(f[name], h5py.Dataset) else None)
+        return sum(f[k].size * 4 for k in keys if k not in SMALL and not k.startswith("text/")) / 2**20
+
+
+class RunFeatures:
+    """Everything the heads and evaluation read from one feature file, validated on open.
+
+    In memory (the default) every array is read once, as float32 tensors (`feat_full`, `test_feat`, ...).
+    Streamed (`stream=True`), only the per-image scalars (labels, subsets, test areas) and the class features
+    are read on open; image features and training areas stay in the file and are read per training batch
+    (`train_rows`) or per block of `block_rows` images (`test_blocks`, `train_blocks`), so memory is bounded
+    whatever the file's size. Both modes give the same float32 values row for row (the same conversion,
+    normalisation and MMRL mixing, applied per row), so the same weights and accuracies; a corrupt chunk or a
+    non-finite value fails the read that meets it, naming the file and the dataset.
+    """
+
+    def __init__(
+        self, path: str | Path, device: str | torch.device = "cpu", stream: bool = False, block_rows: int = 8192
+    ) -> None:
         self.path = Path(path)
+        self.device = torch.device(device)
+        self.streamed = stream
+        self.block_rows = block_rows
         if not self.path.is_file():
             raise FeatureFileError(f"{self.path} not found: run the features stage (`dvc repro features`) first")
-        with open_readable(self.path, "features") as f:
+        f = open_readable(self.path, "features")
+        try:
             check_schema(f, self.path, SCHEMA)
             absent = [k for k in REQUIRED if k not in f]
             if absent:
                 raise FeatureFileError(f"{self.path} lacks {absent}; re-run the features stage")
             self.attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in f.attrs.items()}
-            arrays = {
-                k: read_checked(f, k, self.path, "features")
-                for k in REQUIRED + ("train/clip_full", "test/clip", "text/backbone_by_epoch") + REP
-                if k in f
-            }
+            present = [k for k in REQUIRED + OPTIONAL if k in f]
+            self.shapes = {k: tuple(f[k].shape) for k in present}
+            loaded = [k for k in present if not stream or k in SMALL or k == "text/backbone_by_epoch"]
+            arrays = {k: read_checked(f, k, self.path, "features") for k in loaded}
+        except BaseException:
+            f.close()
+            raise
+        if stream:
+            self._file = f  # kept open for the reads; closed with this object
+        else:
+            f.close()
         check_finite(self.path, arrays, "delete it and re-run the features stage")
-        t = {
-            k: torch.from_numpy(v.astype(np.float32) if v.dtype.kind == "f" else v.astype(np.int64)).to(device)
-            for k, v in arrays.items()
-        }
-        for k in t:
-            if k.startswith(IMAGE_FEATURES) or k.startswith("text/"):
-                t[k] = torch.nn.functional.normalize(t[k], dim=-1)  # undo float16 rounding of the unit norm
-        # The new-class branch's image features (the backbone's own), then the base-class branch's: the same
-        # tensors, or for MMRL each mixed with its representation feature.
-        self.feat_full_new, self.test_feat_new = t["train/feat_full"], t["test/feat"]
-        self.test_feat_fg_new = t["test/feat_fg"]
+        t = {k: self._tensor(k, v) for k, v in arrays.items()}
         self.rep_weight = float(self.attrs.get("rep_weight", 0.0))
-        absent = [k for k in REP if k not in t]
+        absent = [k for k in REP if k not in self.shapes]
         if self.rep_weight and absent:
             raise FeatureFileError(f"{self.path} has rep_weight {self.rep_weight} but lacks {absent}; re-run features")
-        w = self.rep_weight
-
-        def base_branch(key: str) -> torch.Tensor:  # train/feat_full -> train/rep_full, test/feat -> test/rep, ...
-            return (1 - w) * t[key] + w * t[key.replace("feat", "rep")] if w else t[key]
-
-        self.feat_full, self.feat_fg = base_branch("train/feat_full"), base_branch("train/feat_fg")
-        self.area = t["train/area"]
+        self.shares_clip = bool(self.attrs.get("shares_clip_image", True))
         self.train_label = t["train/label"]
-        self.test_feat, self.test_label, self.test_subset = base_branch("test/feat"), t["test/label"], t["test/subset"]
-        self.test_feat_fg, self.test_area, self.test_has_fg = (
-            base_branch("test/feat_fg"),
-            t["test/area"],
-            t["test/has_fg"].bool(),
-        )
+        self.test_label, self.test_subset = t["test/label"], t["test/subset"]
+        self.test_area, self.test_has_fg = t["test/area"], t["test/has_fg"].bool()
         self.text_backbone, self.text_clip = t["text/backbone"], t["text/clip"]
         # [E, C, D]: the backbone's class features after each tuning epoch (absent: no trend to draw)
         self.text_backbone_by_epoch = t.get("text/backbone_by_epoch")
-        shared = bool(self.attrs.get("shares_clip_image", True))
-        self.train_clip_full = self.feat_full if shared else t["train/clip_full"]
-        self.test_clip = self.test_feat if shared else t["test/clip"]
         self.classnames: list[str] = self.attrs["classnames"]
         self.base: list[int] = self.attrs["base"]
         self.new: list[int] = self.attrs["new"]
         self.logit_scale = float(self.attrs["logit_scale"])
+        if not stream:
+            self._hold(t)
         self._validate()
+
+    def _tensor(self, key: str, value: np.ndarray) -> torch.Tensor:
+        """float32 (int64 for integers) on the device; image and class features back on the unit sphere."""
+        x = torch.from_numpy(value.astype(np.float32) if value.dtype.kind == "f" else value.astype(np.int64))
+        x = x.to(self.device)
+        if key.startswith(IMAGE_FEATURES) or key.startswith("text/"):
+            x = torch.nn.functional.normalize(x, dim=-1)  # undo float16 rounding of the unit norm
+        return x
+
+    def _mix(self, t: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+        """The base-class branch of image feature `key` (train/feat_full, test/feat, ...): the feature itself, or
+        for MMRL (1 - w) f + w f_rep, whose logits are MMRL's fused base logits."""
+        w = self.rep_weight
+        return (1 - w) * t[key] + w * t[key.replace("feat", "rep")] if w else t[key]
+
+    def _hold(self, t: dict[str, torch.Tensor]) -> None:
+        """In memory: every image feature as a tensor attribute. The new-class branch's features (the backbone's
+        own) and the base-class branch's: the same tensors, or for MMRL each mixed with its representation."""
+        self.feat_full_new, self.test_feat_new, self.test_feat_fg_new = (
+            t["train/feat_full"],
+            t["test/feat"],
+            t["test/feat_fg"],
+        )
+        self.feat_full, self.feat_fg = self._mix(t, "train/feat_full"), self._mix(t, "train/feat_fg")
+        self.area = t["train/area"]
+        self.test_feat, self.test_feat_fg = self._mix(t, "test/feat"), self._mix(t, "test/feat_fg")
+        self.train_clip_full = self.feat_full if self.shares_clip else t["train/clip_full"]
+        self.test_clip = self.test_feat if self.shares_clip else t["test/clip"]
 
     @property
     def views(self) -> int:
-        return self.feat_full.shape[0]
+        return self.shapes["train/feat_full"][0]
+
+    @property
+    def n_train(self) -> int:
+        return self.shapes["train/feat_full"][1]
+
+    @property
+    def width(self) -> int:
+        return self.shapes["train/feat_full"][2]
+
+    def close(self) -> None:
+        if self.streamed:
+            self._file.close()
+
+    # -- reads: the same rows in either mode --------------------------------------------------------------------
+
+    def _read(self, key: str, index: tuple) -> torch.Tensor:
+        """`key`[index] from the file as a float32 tensor (normalised for features), its finiteness checked."""
+        try:
+            value = self._file[key][index]
+        except (OSError, KeyError) as err:
+            raise FeatureFileError(
+                f"{self.path}: cannot read {key} (corrupt or truncated file: {err}); delete it and re-run the "
+                "features stage"
+            ) from err
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise NonFiniteFeaturesError(
+                f"{self.path}: non-finite values (NaN or inf) in {key}; delete it and re-run the features stage"
+            )
+        return self._tensor(key, value)
+
+    def _read_rows(self, key: str, v: int, rows: np.ndarray) -> torch.Tensor:
+        """View v of the training images `rows` (sorted, distinct), read as runs of consecutive rows."""
+        runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
+        return torch.cat([self._read(key, (v, slice(int(r[0]), int(r[-1]) + 1))) for r in runs if len(r)])
+
+    def train_rows(self, v: int, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """View v of the training images `rows` ([R], sorted and distinct when streamed): `full` and `fg` (the
+        base branch's), `new` (the new branch's full view), `clip` (zero-shot CLIP's full view), `area`."""
+        if not self.streamed:
+            return {
+                "full": self.feat_full[v, rows],
+                "fg": self.feat_fg[v, rows],
+                "new": self.feat_full_new[v, rows],
+                "clip": self.train_clip_full[v, rows],
+                "area": self.area[v, rows],
+            }
+        rows_np = rows.cpu().numpy()
+        keys = ["train/feat_full", "train/feat_fg", "train/area"]
+        keys += [] if self.shares_clip else ["train/clip_full"]
+        keys += ["train/rep_full", "train/rep_fg"] if self.rep_weight else []
+        t = {k: self._read_rows(k, v, rows_np) for k in keys}
+        full = self._mix(t, "train/feat_full")
+        return {
+            "full": full,
+            "fg": self._mix(t, "train/feat_fg"),
+            "new": t["train/feat_full"],
+            "clip": full if self.shares_clip else t["train/clip_full"],
+            "area": t["train/area"],
+        }
+
+    def test_blocks(self, rows: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """The test images in consecutive blocks of `rows` (default: all at once in memory, `block_rows` when
+        streamed): `f`, `f_fg` (base branch), `f_new`, `f_fg_new` (new branch), `clip`, `label`, `subset`,
+        `has_fg`."""
+        m = len(self.test_label)
+        rows = rows or (self.block_rows if self.streamed else max(m, 1))
+        for s in range(0, m, rows):
+            e = min(m, s + rows)
+            if self.streamed:
+                keys = ["test/feat", "test/feat_fg"] + ([] if self.shares_clip else ["test/clip"])
+                keys += ["test/rep", "test/rep_fg"] if self.rep_weight else []
+                t = {k: self._read(k, (slice(s, e),)) for k in keys}
+                f = self._mix(t, "test/feat")
+                block = {
+                    "f": f,
+                    "f_fg": self._mix(t, "test/feat_fg"),
+                    "f_new": t["test/feat"],
+                    "f_fg_new": t["test/feat_fg"],
+                    "clip": f if self.shares_clip else t["test/clip"],
+                }
+            else:
+                block = {
+                    "f": self.test_feat[s:e],
+                    "f_fg": self.test_feat_fg[s:e],
+                    "f_new": self.test_feat_new[s:e],
+                    "f_fg_new": self.test_feat_fg_new[s:e],
+                    "clip": self.test_clip[s:e],
+                }
+            yield {
+                **block,
+                "label": self.test_label[s:e],
+                "subset": self.test_subset[s:e],
+                "has_fg": self.test_has_fg[s:e],
+            }
+
+    def train_blocks(self, rows: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Every view of the training images in blocks of `rows` images: base-branch full and foreground features
+        [V, r, D] and areas [V, r]."""
+        n = self.n_train
+        rows = rows or (self.block_rows if self.streamed else max(n, 1))
+        for s in range(0, n, rows):
+            e = min(n, s + rows)
+            if not self.streamed:
+                yield self.feat_full[:, s:e], self.feat_fg[:, s:e], self.area[:, s:e]
+                continue
+            keys = ["train/feat_full", "train/feat_fg"] + (
+                ["train/rep_full", "train/rep_fg"] if self.rep_weight else []
+            )
+            t = {k: self._read(k, (slice(None), slice(s, e))) for k in keys}
+            yield (
+                self._mix(t, "train/feat_full"),
+                self._mix(t, "train/feat_fg"),
+                self._read("train/area", (slice(None), slice(s, e))),
+            )
 
     def _validate(self) -> None:
-        v, n, d = self.feat_full.shape
+        v, n, d = self.shapes["train/feat_full"]
         c = len(self.classnames)
+        m = len(self.test_label)
         checks = [
-            (self.feat_fg.shape == (v, n, d), f"train/feat_fg {tuple(self.feat_fg.shape)} != {(v, n, d)}"),
-            (self.area.shape == (v, n), f"train/area {tuple(self.area.shape)} != {(v, n)}"),
-            (self.train_label.shape == (n,), f"train/label {tuple(self.train_label.shape)} != {(n,)}"),
-            (self.test_feat.shape[1:] == (d,), f"test/feat width {self.test_feat.shape[1:]} != {d}"),
+            (self.shapes["train/feat_fg"] == (v, n, d), f"train/feat_fg {self.shapes['train/feat_fg']} != {(v, n, d)}"),
+            (self.shapes["train/area"] == (v, n), f"train/area {self.shapes['train/area']} != {(v, n)}"),
+            (tuple(self.train_label.shape) == (n,), f"train/label {tuple(self.train_label.shape)} != {(n,)}"),
+            (self.shapes["test/feat"] == (m, d), f"test/feat {self.shapes['test/feat']} != {(m, d)}"),
+            (self.shapes["test/feat_fg"] == (m, d), f"test/feat_fg {self.shapes['test/feat_fg']} != {(m, d)}"),
             (
-                self.text_backbone.shape == (c, d) and self.text_clip.shape == (c, d),
+                tuple(self.text_backbone.shape) == (c, d) and tuple(self.text_clip.shape) == (c, d),
                 f"text features are not [{c}, {d}]",
             ),
             (len(self.base) + len(self.new) == c, "base + new class lists do not cover the classes"),
@@ -144,3 +328,10 @@ class RunFeatures:
         bad = [msg for ok, msg in checks if not ok]
         if bad:
             raise FeatureFileError(f"{self.path} is inconsistent: {'; '.join(bad)}; re-run the features stage")
+
+
+def load_run_features(path: str | Path, device: str | torch.device = "cpu", memory_mb: float = 0) -> RunFeatures:
+    """A feature file in memory, or streamed when its image features would take more than `memory_mb` MB as
+    float32 (`runtime.features_memory_mb`; 0 = always in memory)."""
+    stream = bool(memory_mb) and features_megabytes(path) > memory_mb
+    return RunFeatures(path, device, stream=stream)

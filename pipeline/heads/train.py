@@ -74,19 +74,52 @@ class MemberFeatures:
         return full, self.feat_fg[f, v, idx], self.feat_clip[f, v, idx], self.area[f, v, idx], self.labels[f, idx], new
 
 
-def member_features(files: Sequence[RunFeatures], device: torch.device) -> MemberFeatures:
+@dataclass
+class StreamedMemberFeatures:
+    """What `MemberFeatures` gives, read from streamed feature files batch by batch: each file reads the rows its
+    members need once per batch (so memory does not grow with the files' size), in the same float32 values."""
+
+    files: list[RunFeatures]  # distinct files, `which` [K] picks member k's
+    labels: torch.Tensor
+    which: torch.Tensor
+    g: torch.Tensor
+    g_clip: torch.Tensor
+    where: str
+
+    def batch(self, v: int, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        k, b = idx.shape
+        out: dict[str, torch.Tensor] = {}
+        for i, f in enumerate(self.files):
+            members = (self.which == i).nonzero().flatten()
+            rows, inverse = idx[members].flatten().unique(return_inverse=True)
+            for key, value in f.train_rows(v, rows).items():
+                if key not in out:
+                    out[key] = value.new_empty((k, b, *value.shape[1:]))
+                out[key][members] = value[inverse].view(len(members), b, *value.shape[1:])
+        labels = self.labels[self.which.view(-1, 1), idx]
+        return out["full"], out["fg"], out["clip"], out["area"], labels, out["new"]
+
+
+def member_features(files: Sequence[RunFeatures], device: torch.device) -> MemberFeatures | StreamedMemberFeatures:
     """`files[k]` is member k's feature file (the same object for members that share one). The files must agree
     in views, training images, width, base classes and in having a second image feature (MMRL), as the seeds of
-    one dataset x backbone do."""
+    one dataset x backbone do; and in being streamed or held in memory."""
     distinct = list(dict.fromkeys(files))
-    shapes = {(tuple(f.feat_full.shape), tuple(f.base), f.rep_weight > 0) for f in distinct}
+    shapes = {(f.views, f.n_train, f.width, tuple(f.base), f.rep_weight > 0, f.streamed) for f in distinct}
     if len(shapes) > 1:
         raise ValueError(
-            "feature files trained together must have the same views, training images, width and base classes: "
-            + ", ".join(f"{f.path} {tuple(f.feat_full.shape)}" for f in distinct)
+            "feature files trained together must have the same views, training images, width, base classes and "
+            "storage (streamed or in memory): "
+            + ", ".join(f"{f.path} {(f.views, f.n_train, f.width)}{' streamed' * f.streamed}" for f in distinct)
         )
     base = torch.tensor(distinct[0].base)
     which = torch.tensor([distinct.index(f) for f in files], device=device)
+    g = torch.stack([f.text_backbone[base] for f in distinct]).to(device)[which]
+    g_clip = torch.stack([f.text_clip[base] for f in distinct]).to(device)[which]
+    labels = torch.stack([f.train_label for f in distinct]).to(device)
+    where = ", ".join(str(f.path) for f in distinct)
+    if distinct[0].streamed:
+        return StreamedMemberFeatures(distinct, labels, which, g, g_clip, where)
 
     def stacked(name: str) -> torch.Tensor:
         return torch.stack([getattr(f, name) for f in distinct]).to(device)
@@ -97,11 +130,11 @@ def member_features(files: Sequence[RunFeatures], device: torch.device) -> Membe
         feat_clip=stacked("train_clip_full"),
         feat_new=stacked("feat_full_new") if any(f.rep_weight for f in distinct) else None,
         area=stacked("area"),
-        labels=stacked("train_label"),
+        labels=labels,
         which=which,
-        g=torch.stack([f.text_backbone[base] for f in distinct]).to(device)[which],
-        g_clip=torch.stack([f.text_clip[base] for f in distinct]).to(device)[which],
-        where=", ".join(str(f.path) for f in distinct),
+        g=g,
+        g_clip=g_clip,
+        where=where,
     )
 
 
@@ -160,13 +193,13 @@ def train_heads(
         raise ValueError(f"{len(files)} feature files for {len(configs)} configurations: give one, or one each")
     data = member_features(files, device)
     c0 = configs[0]
-    model = FVGPTHeads(configs, data.feat_full.shape[-1], files[0].logit_scale, files[0].rep_weight > 0).to(device)
+    model = FVGPTHeads(configs, files[0].width, files[0].logit_scale, files[0].rep_weight > 0).to(device)
     gens = [torch.Generator().manual_seed(c.seed) for c in configs]
     subsets = [shot_subset(f.train_label, c.shot_fraction, gen) for f, c, gen in zip(files, configs, gens)]
     n = len(subsets[0])
     opt = MomentumSGD(list(model.parameters()), c0.momentum, c0.weight_decay)
     logs: list[list[dict]] = [[] for _ in configs]
-    views = data.feat_full.shape[1]
+    views = files[0].views
     for epoch in range(c0.epochs):
         lr = epoch_lr(epoch, c0.lr, c0.epochs, c0.warmup_epochs, c0.warmup_lr)
         opt.lr = lr
@@ -240,4 +273,4 @@ def stacked_epochs(files: Sequence[RunFeatures], configs: Sequence[HeadsConfig])
 
 
 def _stack_key(f: RunFeatures, cfg: HeadsConfig) -> tuple:
-    return (cfg.structure, tuple(f.feat_full.shape), tuple(f.base), f.logit_scale, f.rep_weight > 0)
+    return (cfg.structure, f.views, f.n_train, f.width, tuple(f.base), f.logit_scale, f.rep_weight > 0, f.streamed)
