@@ -46,11 +46,46 @@ def table(title: str, header: list[str], rows: list[list]) -> None:
         print("| " + " | ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in r) + " |")
 
 
-def online_epochs(clip, encode, data: ImageViews, labels, g, g_clip, cfg: HeadsConfig, device, workers: int) -> float:
-    """The paper's online loop: every step encodes the full and the foreground view of a fresh augmented batch."""
+def online_epochs(
+    clip,
+    encode,
+    data: ImageViews,
+    labels,
+    g,
+    g_clip,
+    cfg: HeadsConfig,
+    device,
+    workers: int,
+    max_steps: int | None = None,
+    text=None,
+) -> float:
+    """The paper's online loop: every step encodes the full and the foreground view of a fresh augmented batch
+    (and, given `text`, gets the class features from it each step, as a backbone's prompts would: `text()` ->
+    (g, g_clip)). Stops after `max_steps` steps when given (one step first, untimed: torch.optim's first call
+    imports its compiler). Returns the seconds timed."""
     model = FVGPTHeads([cfg], g.shape[1], clip.logit_scale).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     y_all = torch.as_tensor(labels)
+
+    def step(idx: torch.Tensor) -> None:
+        items = [data[i] for i in idx.tolist()]
+        full = torch.cat([it[0] for it in items])
+        fg = torch.cat([it[1] for it in items])
+        area = torch.cat([it[2] for it in items]).to(device)
+        with torch.no_grad():
+            feats = encode(torch.cat([full, fg]))
+            g_now, g_clip_now = text() if text else (g, g_clip)
+        f_full, f_fg = feats[: len(full)], feats[len(full) :]
+        loss, _ = model.losses(
+            f_full[None], f_fg[None], f_full[None], area[None], y_all[idx].to(device)[None], g_now, g_clip_now
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    steps = 0
+    if max_steps:
+        step(torch.arange(cfg.batch_size))
     with Timer(device) as t:
         for epoch in range(cfg.epochs):
             data.seed = epoch  # a fresh random view per image and epoch
@@ -58,19 +93,12 @@ def online_epochs(clip, encode, data: ImageViews, labels, g, g_clip, cfg: HeadsC
             for group in opt.param_groups:
                 group["lr"] = epoch_lr(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.warmup_lr)
             for idx in loader:
-                items = [data[i] for i in idx.tolist()]
-                full = torch.cat([it[0] for it in items])
-                fg = torch.cat([it[1] for it in items])
-                area = torch.cat([it[2] for it in items]).to(device)
-                with torch.no_grad():
-                    feats = encode(torch.cat([full, fg]))
-                f_full, f_fg = feats[: len(full)], feats[len(full) :]
-                loss, _ = model.losses(
-                    f_full[None], f_fg[None], f_full[None], area[None], y_all[idx].to(device)[None], g, g_clip
-                )
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                step(idx)
+                steps += 1
+                if max_steps and steps == max_steps:
+                    break
+            if max_steps and steps == max_steps:
+                break
     return t.seconds
 
 
