@@ -139,6 +139,7 @@ class RunFeatures:
             raise
         if stream:
             self._file = f  # kept open for the reads; closed with this object
+            self._datasets: dict[str, h5py.Dataset] = {}
         else:
             f.close()
         check_finite(self.path, arrays, "delete it and re-run the features stage")
@@ -208,10 +209,12 @@ class RunFeatures:
 
     # -- reads: the same rows in either mode --------------------------------------------------------------------
 
-    def _read(self, key: str, index: tuple) -> torch.Tensor:
-        """`key`[index] from the file as a float32 tensor (normalised for features), its finiteness checked."""
+    def _read_numpy(self, key: str, index: tuple) -> np.ndarray:
+        """`key`[index] from the file, its finiteness checked; a corrupt chunk names the file and the dataset."""
+        if key not in self._datasets:
+            self._datasets[key] = self._file[key]
         try:
-            value = self._file[key][index]
+            value = self._datasets[key][index]
         except (OSError, KeyError) as err:
             raise FeatureFileError(
                 f"{self.path}: cannot read {key} (corrupt or truncated file: {err}); delete it and re-run the "
@@ -221,12 +224,17 @@ class RunFeatures:
             raise NonFiniteFeaturesError(
                 f"{self.path}: non-finite values (NaN or inf) in {key}; delete it and re-run the features stage"
             )
-        return self._tensor(key, value)
+        return value
+
+    def _read(self, key: str, index: tuple) -> torch.Tensor:
+        """`key`[index] as a float32 tensor (normalised for features)."""
+        return self._tensor(key, self._read_numpy(key, index))
 
     def _read_rows(self, key: str, v: int, rows: np.ndarray) -> torch.Tensor:
         """View v of the training images `rows` (sorted, distinct), read as runs of consecutive rows."""
         runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
-        return torch.cat([self._read(key, (v, slice(int(r[0]), int(r[-1]) + 1))) for r in runs if len(r)])
+        parts = [self._read_numpy(key, (v, slice(int(r[0]), int(r[-1]) + 1))) for r in runs if len(r)]
+        return self._tensor(key, np.concatenate(parts))
 
     def train_rows(self, v: int, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """View v of the training images `rows` ([R], sorted and distinct when streamed): `full` and `fg` (the

@@ -131,17 +131,19 @@ class EpochReadings:
     def _read_blocks(self, model: FVGPTHeads, feats: RunFeatures, k: int) -> dict:
         """Member k's readings on a streamed file, block by block."""
         tally = {"base": 0, "new": 0, "n_base": 0, "n_new": 0, "kl": 0.0, "n_fg": 0}
+        tau = model.configs[k].tau_d
+        model = model.member(k)  # the other members run on other files
         for block in feats.test_blocks():
             b, n = _split(block, feats, self.device)
-            base = model.base_logits(b["f"], b["g"])[k]
-            new = model.new_logits(n["f"], n["f_clip"], n["g"], n["g_clip"])[0][k]
+            base = model.base_logits(b["f"], b["g"])[0]
+            new = model.new_logits(n["f"], n["f_clip"], n["g"], n["g_clip"])[0][0]
             tally["base"] += int((base.argmax(-1) == b["y"]).sum())
             tally["new"] += int((new.argmax(-1) == n["y"]).sum())
             tally["n_base"], tally["n_new"] = tally["n_base"] + len(b["y"]), tally["n_new"] + len(n["y"])
             keep = b["has_fg"]
             if keep.any():
-                z_fg = model.base_logits(b["f_fg"][keep], b["g"])[k]
-                tally["kl"] += _kl_sum(base[keep], z_fg, model.configs[k].tau_d)
+                z_fg = model.base_logits(b["f_fg"][keep], b["g"])[0]
+                tally["kl"] += _kl_sum(base[keep], z_fg, tau)
                 tally["n_fg"] += int(keep.sum())
         row = {
             "test.fvgpt.base": _percent(tally["base"], tally["n_base"]),
