@@ -49,21 +49,27 @@ def _check_loss(logs: list[list[dict]], where: str, n: int) -> None:
 
 
 @dataclass
-class MemberFeatures:
-    """The training tensors of K members drawn from F feature files, one file per member (`which` [K] picks it):
-    per file [F, V, N, D] features, [F, V, N] areas, [F, N] labels, and per member [K, C_base, D] text features.
-    Members sharing a file share its tensors (no copy per member)."""
+class _Members:
+    """What every source of K members' training batches holds: [F, N] labels of F files, `which` [K] (member k's
+    file), per member [K, C_base, D] class features, and the files' names for errors."""
+
+    labels: torch.Tensor
+    which: torch.Tensor
+    g: torch.Tensor
+    g_clip: torch.Tensor
+    where: str
+
+
+@dataclass
+class MemberFeatures(_Members):
+    """The training tensors of K members drawn from F feature files held in memory: per file [F, V, N, D]
+    features and [F, V, N] areas. Members sharing a file share its tensors (no copy per member)."""
 
     feat_full: torch.Tensor
     feat_fg: torch.Tensor
     feat_clip: torch.Tensor
     feat_new: torch.Tensor | None  # the new-class branch's full-view features where they differ (MMRL), else None
     area: torch.Tensor
-    labels: torch.Tensor
-    which: torch.Tensor
-    g: torch.Tensor
-    g_clip: torch.Tensor
-    where: str
 
     def batch(self, v: int, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """View v of each member's rows idx [K, B]: full, foreground and CLIP features [K, B, D], area, labels, and
@@ -75,16 +81,11 @@ class MemberFeatures:
 
 
 @dataclass
-class StreamedMemberFeatures:
+class StreamedMemberFeatures(_Members):
     """What `MemberFeatures` gives, read from streamed feature files batch by batch: each file reads the rows its
     members need once per batch (so memory does not grow with the files' size), in the same float32 values."""
 
     files: list[RunFeatures]  # distinct files, `which` [K] picks member k's
-    labels: torch.Tensor
-    which: torch.Tensor
-    g: torch.Tensor
-    g_clip: torch.Tensor
-    where: str
 
     def batch(self, v: int, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         k, b = idx.shape
@@ -119,7 +120,7 @@ def member_features(files: Sequence[RunFeatures], device: torch.device) -> Membe
     labels = torch.stack([f.train_label for f in distinct]).to(device)
     where = ", ".join(str(f.path) for f in distinct)
     if distinct[0].streamed:
-        return StreamedMemberFeatures(distinct, labels, which, g, g_clip, where)
+        return StreamedMemberFeatures(labels, which, g, g_clip, where, files=distinct)
 
     def stacked(name: str) -> torch.Tensor:
         return torch.stack([getattr(f, name) for f in distinct]).to(device)
