@@ -395,7 +395,7 @@ class RuntimeConfig:
     threads: int = 0  # torch CPU threads per stage process; 0 = the cores it may use (or OMP_NUM_THREADS if set)
     masks_workers: int = 0  # segmentation processes; 0 = the cores the stage may use
     backbone_workers: int = 0  # DataLoader workers of backbone tuning
-    encode_workers: int = 0  # DataLoader workers for decoding and augmentation
+    encode_workers: int = -1  # DataLoader workers for decoding and augmentation; -1 = auto (stages/_common.py)
     encode_batch_images: int = 32  # images per DataLoader batch (each gives 2 x V views)
     encode_batch_size: int = 256  # views per encoder forward
     features_memory_mb: int = 2048  # a feature file larger than this as float32 is streamed from disk; 0 = never
@@ -407,8 +407,10 @@ class RuntimeConfig:
             self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
             f"runtime.device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
-        for name in ("threads", "masks_workers", "backbone_workers", "encode_workers", "features_memory_mb"):
+        for name in ("threads", "masks_workers", "backbone_workers", "features_memory_mb"):
             require(getattr(self, name) >= 0, f"runtime.{name} must be >= 0, got {getattr(self, name)}")
+        auto = self.encode_workers >= -1
+        require(auto, f"runtime.encode_workers must be -1 (auto) or >= 0, got {self.encode_workers}")
         require(self.encode_batch_images >= 1 and self.encode_batch_size >= 1, "runtime.encode_batch_* must be >= 1")
 
 

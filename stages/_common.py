@@ -11,7 +11,7 @@ import time
 import traceback
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Iterator, Sequence, TextIO
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from rich.progress import (
 
 from pipeline.config import Params, load_params
 from pipeline.paths import DATA
+
+if TYPE_CHECKING:
+    import torch
 
 # Stage logs are deliberately not DVC outputs (dvc.yaml names none of them): they hold start times and
 # durations, which must never change an output's hash or make DVC re-run anything.
@@ -62,6 +65,15 @@ def usable_cores() -> int:
     except (OSError, ValueError):
         pass
     return n
+
+
+def encode_workers(setting: int, device: torch.device) -> int:
+    """DataLoader workers that decode and augment while the encoder runs: `runtime.encode_workers` when >= 0;
+    auto (-1): on CUDA the cores this stage may use but one, at most 8; on CPU none, since the encoder already
+    runs on every core and workers would take those cores from it (docs/benchmarks.md, bench/bench_encode.py)."""
+    if setting >= 0:
+        return setting
+    return max(1, min(8, usable_cores() - 1)) if device.type == "cuda" else 0
 
 
 # --- progress bars ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from pipeline.masks.store import MaskStore
 from pipeline.models import clip_of
 from pipeline.paths import encoded_path, masks_path, prepared_dir
 
-from ._common import progress_bar, start
+from ._common import encode_workers, progress_bar, start
 
 
 def resume_key(params, seeds: list[int], train: ImageViews, test: ImageViews, device) -> str:
@@ -97,7 +97,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
         if rank.distributed and part_is_done(out, attrs["fingerprint"]):
             print(f"{out} is complete: kept")
         else:
-            _encode(out, train, test, encode, clip.embed_dim, attrs, cfg, runtime)
+            _encode(out, train, test, encode, clip.embed_dim, attrs, cfg, runtime, device)
         if rank.distributed:
             barrier(rank)  # every part written
             if rank.rank == 0:
@@ -107,7 +107,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
             barrier(rank)  # no rank exits while the join could still fail
 
 
-def _encode(out, train, test, encode, dim: int, attrs: dict, cfg, runtime) -> None:
+def _encode(out, train, test, encode, dim: int, attrs: dict, cfg, runtime, device) -> None:
     t0 = time.perf_counter()
     with progress_bar("encode images", len(train) + len(test)) as advance:
         stats = encode_views(
@@ -119,8 +119,9 @@ def _encode(out, train, test, encode, dim: int, attrs: dict, cfg, runtime) -> No
             attrs,
             cfg.dtype,
             runtime.encode_batch_images,
-            runtime.encode_workers,
+            encode_workers(runtime.encode_workers, device),
             advance,
+            pin_memory=device.type == "cuda",
         )
     wall = time.perf_counter() - t0
     print(

@@ -30,7 +30,7 @@ from pipeline.paths import (
     prepared_dir,
 )
 
-from ._common import progress_bar, start
+from ._common import encode_workers, progress_bar, start
 
 
 def _own_encodings(dataset, prepared, params, backbone, clip, device, seed: int) -> EncodedViews:
@@ -57,8 +57,9 @@ def _own_encodings(dataset, prepared, params, backbone, clip, device, seed: int)
             {"fingerprint": "own"},
             "float32",
             runtime.encode_batch_images,
-            runtime.encode_workers,
+            encode_workers(runtime.encode_workers, device),
             advance,
+            pin_memory=device.type == "cuda",
         )
         return EncodedViews(path)
 

@@ -68,6 +68,8 @@ def test_a_typo_in_any_key_is_named_with_the_closest_key(path):
         ("heads", "frg", "yes", ["heads.frg", "true or false"]),
         ("heads", "adapters", "text", ["adapters", "both or visual"]),
         ("runtime", "device", "tpu", ["runtime.device", "auto"]),
+        ("runtime", "encode_workers", -2, ["runtime.encode_workers", "-1 (auto)"]),
+        ("runtime", "features_memory_mb", -1, ["runtime.features_memory_mb", ">= 0"]),
     ],
 )
 def test_a_wrong_value_names_the_key_and_the_allowed_values(section, key, value, words):
@@ -190,3 +192,16 @@ def test_dvc_lock_holds_only_the_stages_of_dvc_yaml():
     ).stdout.split()
     locked = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
     assert set(locked) <= set(listed), sorted(set(locked) - set(listed))
+
+
+def test_auto_encode_workers_leave_a_cpu_encoder_its_cores_and_feed_a_gpu(monkeypatch):
+    import torch
+
+    from stages import _common
+
+    monkeypatch.setattr(_common, "usable_cores", lambda: 16)
+    assert _common.encode_workers(-1, torch.device("cpu")) == 0
+    assert _common.encode_workers(-1, torch.device("cuda")) == 8
+    assert _common.encode_workers(3, torch.device("cuda")) == _common.encode_workers(3, torch.device("cpu")) == 3
+    monkeypatch.setattr(_common, "usable_cores", lambda: 2)
+    assert _common.encode_workers(-1, torch.device("cuda")) == 1

@@ -110,6 +110,7 @@ def _encode_split(
     workers: int,
     stats: EncodeStats,
     advance,
+    pin_memory: bool = False,
 ) -> None:
     done_key = f"done_{split}"
     start = int(f.attrs[done_key])
@@ -117,7 +118,12 @@ def _encode_split(
         advance(start)
     todo = torch.utils.data.Subset(data, range(start, len(data)))
     loader = torch.utils.data.DataLoader(
-        todo, batch_size=batch_images, num_workers=workers, shuffle=False, persistent_workers=False
+        todo,
+        batch_size=batch_images,
+        num_workers=workers,
+        shuffle=False,
+        persistent_workers=False,
+        pin_memory=pin_memory,  # page-locked batches copy to the GPU while it encodes the previous one
     )
     pos = start
     for full, fg, area, has in loader:
@@ -175,8 +181,10 @@ def encode_views(
     batch_images: int = 32,
     workers: int = 0,
     advance=None,
+    pin_memory: bool = False,
 ) -> EncodeStats:
-    """Encode every view of `train` and `test` into `path` (resumable, atomic)."""
+    """Encode every view of `train` and `test` into `path` (resumable, atomic); `workers` DataLoader processes
+    decode and augment while the encoder runs (`pin_memory` on CUDA)."""
     path = Path(path)
     check_writable(path.parent)
     tmp = partial_path(path)
@@ -189,8 +197,8 @@ def encode_views(
             )
         try:
             with torch.inference_mode():
-                _encode_split(f, "train", train, encode, batch_images, workers, stats, advance)
-                _encode_split(f, "test", test, encode, batch_images, workers, stats, advance)
+                _encode_split(f, "train", train, encode, batch_images, workers, stats, advance, pin_memory)
+                _encode_split(f, "test", test, encode, batch_images, workers, stats, advance, pin_memory)
         except BaseException:
             close_quietly(f)  # the committed rows stay in the partial file for the next run
             raise
