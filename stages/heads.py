@@ -65,7 +65,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     runs = list(product(params.backbones, params.seeds))
     configs = [params.heads.for_run(dataset, backbone, seed) for backbone, seed in runs]
     memory = params.runtime.features_memory_mb
-    files = [load_run_features(features_path(dataset, backbone, seed), device, memory) for backbone, seed in runs]
+    # on the CPU: training copies what it needs to the device (the stacked tensors, or each batch's streamed rows)
+    files = [load_run_features(features_path(dataset, backbone, seed), "cpu", memory) for backbone, seed in runs]
 
     # Fresh folders swapped in at the end (opened first, so a read-only output fails before training): no run of
     # an earlier repro survives, and a failed evaluation leaves the previous heads and metrics whole.
@@ -107,8 +108,7 @@ def cross(source: str, params_file: str = "params.yaml") -> None:
     configs = [cross.heads_config(params.heads.for_run(source, backbone, seed)) for backbone, seed in runs]
     memory = params.runtime.features_memory_mb
     files = [
-        load_run_features(cross_features_path(source, source, backbone, seed), device, memory)
-        for backbone, seed in runs
+        load_run_features(cross_features_path(source, source, backbone, seed), "cpu", memory) for backbone, seed in runs
     ]
 
     tested = {source: "base", **{target: cross.target_branch for target in cross.targets}}
@@ -120,7 +120,7 @@ def cross(source: str, params_file: str = "params.yaml") -> None:
             save_heads(heads_out / backbone / f"seed{seed}", model, log, meta)
         for dataset, branch in tested.items():
             for (backbone, seed), (model, _) in zip(runs, trained):
-                feats = load_run_features(cross_features_path(source, dataset, backbone, seed), device, memory)
+                feats = load_run_features(cross_features_path(source, dataset, backbone, seed), "cpu", memory)
                 metrics[dataset][backbone][f"seed{seed}"] = evaluate_transfer(model, feats, branch)[0]
             write_json(metrics_out / f"{dataset}.json", metrics[dataset])
             print(transfer_lines(source, dataset, metrics[dataset]))

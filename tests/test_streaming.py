@@ -20,7 +20,8 @@ from pipeline.heads.evaluate import EpochReadings, backbone_epoch_readings, eval
 from pipeline.heads.train import train_heads
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = [HeadsConfig(epochs=3, batch_size=4, seed=1), HeadsConfig(epochs=3, batch_size=4, seed=1, lambda_d=2.0)]
+# members with their own tau_d, so a metric computed at the first member's tau for every member would show
+CONFIGS = [HeadsConfig(epochs=3, batch_size=4, seed=1), HeadsConfig(epochs=3, batch_size=4, seed=1, tau_d=2.5)]
 
 
 def write_features(path: Path, kind: str, seed: int = 0, n_cls: int = 6, shots: int = 5, views: int = 3, m: int = 23):
@@ -78,11 +79,11 @@ def _state(model) -> dict:
 
 @pytest.mark.parametrize("kind", ["shared", "mmrl"])
 def test_streamed_files_train_the_same_weights_and_evaluate_the_same(tmp_path, kind):
-    """Two seeds' files x two configs stacked, as the heads stage trains them; blocks of 5 images, so every test
-    and training block boundary is crossed."""
+    """Two seeds' files x two configs stacked, as the heads stage trains them; blocks of 4 images (23 test and 15
+    training images), so every block boundary is crossed and the last blocks are short."""
     paths = [write_features(tmp_path / f"s{s}.h5", kind, seed=s) for s in (1, 2)]
     held = [RunFeatures(p) for p in paths]
-    streamed = [RunFeatures(p, stream=True, block_rows=5) for p in paths]
+    streamed = [RunFeatures(p, stream=True, block_rows=4 * 3) for p in paths]  # 3 views: 4 training images
     files = lambda fs: [fs[0], fs[0], fs[1], fs[1]]  # noqa: E731
     model_a, logs_a = train_heads(files(held), CONFIGS * 2)
     model_b, logs_b = train_heads(files(streamed), CONFIGS * 2, epoch_readings=EpochReadings(files(streamed)))
@@ -109,6 +110,29 @@ def _same_rows(got: list[dict], want: list[dict]) -> None:
     assert len(got) == len(want) > 0
     for g, w in zip(got, want):
         assert g.keys() == w.keys() and g == pytest.approx(w, rel=1e-5)
+
+
+def test_an_empty_test_split_evaluates_to_nan_in_either_mode(tmp_path):
+    path = write_features(tmp_path / "f.h5", "shared", m=0)
+    for feats in (RunFeatures(path), RunFeatures(path, stream=True)):
+        model, _ = train_heads(feats, [HeadsConfig(epochs=1)], epoch_readings=EpochReadings([feats]))
+        row = evaluate(model, feats)[0]
+        assert np.isnan(row["fvgpt.base"]) and np.isnan(row["backbone.new"]) and "shift.backbone.base" not in row
+        assert np.isnan(evaluate_transfer(model, feats, "new")[0]["fvgpt.acc"])
+
+
+def test_a_file_with_its_own_image_features_but_not_clips_is_refused_on_open(tmp_path):
+    path = write_features(tmp_path / "f.h5", "mmrl")
+    with h5py.File(path, "a") as f:
+        del f["test/clip"]
+    for stream in (False, True):
+        with pytest.raises(FeatureFileError, match=r"has its own image features but lacks CLIP's \['test/clip'\]"):
+            RunFeatures(path, stream=stream)
+
+
+def test_a_missing_file_names_the_stage_to_run(tmp_path):
+    with pytest.raises(FeatureFileError, match="not found: run the features stage"):
+        load_run_features(tmp_path / "absent.h5", memory_mb=1)
 
 
 def test_a_streamed_file_keeps_no_image_features_in_memory(tmp_path):

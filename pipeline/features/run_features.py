@@ -149,6 +149,9 @@ class RunFeatures:
         if self.rep_weight and absent:
             raise FeatureFileError(f"{self.path} has rep_weight {self.rep_weight} but lacks {absent}; re-run features")
         self.shares_clip = bool(self.attrs.get("shares_clip_image", True))
+        absent = [k for k in ("train/clip_full", "test/clip") if k not in self.shapes]
+        if not self.shares_clip and absent:
+            raise FeatureFileError(f"{self.path} has its own image features but lacks CLIP's {absent}; re-run features")
         self.train_label = t["train/label"]
         self.test_label, self.test_subset = t["test/label"], t["test/subset"]
         self.test_area, self.test_has_fg = t["test/area"], t["test/has_fg"].bool()
@@ -211,9 +214,9 @@ class RunFeatures:
 
     def _read_numpy(self, key: str, index: tuple) -> np.ndarray:
         """`key`[index] from the file, its finiteness checked; a corrupt chunk names the file and the dataset."""
-        if key not in self._datasets:
-            self._datasets[key] = self._file[key]
         try:
+            if key not in self._datasets:
+                self._datasets[key] = self._file[key]
             value = self._datasets[key][index]
         except (OSError, KeyError) as err:
             raise FeatureFileError(
@@ -267,7 +270,7 @@ class RunFeatures:
         `has_fg`."""
         m = len(self.test_label)
         rows = rows or (self.block_rows if self.streamed else max(m, 1))
-        for s in range(0, m, rows):
+        for s in range(0, max(m, 1), rows):  # one empty block for an empty split: its metrics are NaN
             e = min(m, s + rows)
             if self.streamed:
                 keys = ["test/feat", "test/feat_fg"] + ([] if self.shares_clip else ["test/clip"])
@@ -297,11 +300,11 @@ class RunFeatures:
             }
 
     def train_blocks(self, rows: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Every view of the training images in blocks of `rows` images: base-branch full and foreground features
-        [V, r, D] and areas [V, r]."""
+        """Every view of the training images in blocks of `rows` images (default: all at once in memory; when
+        streamed, `block_rows` views' worth): base-branch full and foreground features [V, r, D], areas [V, r]."""
         n = self.n_train
-        rows = rows or (self.block_rows if self.streamed else max(n, 1))
-        for s in range(0, n, rows):
+        rows = rows or (max(1, self.block_rows // max(self.views, 1)) if self.streamed else max(n, 1))
+        for s in range(0, max(n, 1), rows):
             e = min(n, s + rows)
             if not self.streamed:
                 yield self.feat_full[:, s:e], self.feat_fg[:, s:e], self.area[:, s:e]
@@ -341,5 +344,5 @@ class RunFeatures:
 def load_run_features(path: str | Path, device: str | torch.device = "cpu", memory_mb: float = 0) -> RunFeatures:
     """A feature file in memory, or streamed when its image features would take more than `memory_mb` MB as
     float32 (`runtime.features_memory_mb`; 0 = always in memory)."""
-    stream = bool(memory_mb) and features_megabytes(path) > memory_mb
+    stream = bool(memory_mb) and Path(path).is_file() and features_megabytes(path) > memory_mb
     return RunFeatures(path, device, stream=stream)

@@ -30,7 +30,10 @@ def _mean(total, count: int):
 def _local_labels(labels: torch.Tensor, classes: list[int], n_classes: int) -> torch.Tensor:
     lookup = torch.full((n_classes,), -1, dtype=torch.long)
     lookup[torch.tensor(classes, dtype=torch.long)] = torch.arange(len(classes))
-    return lookup.to(labels.device)[labels]
+    local = lookup.to(labels.device)[labels]
+    if (local < 0).any():
+        raise ValueError(f"test labels {sorted(set(labels[local < 0].tolist()))[:5]} are not in the subset's classes")
+    return local
 
 
 def shift_index(z_full: torch.Tensor, z_fg: torch.Tensor, tau: float) -> float:
@@ -118,9 +121,10 @@ class EpochReadings:
         out = []
         for i, k in enumerate(members):
             pick = (lambda t, i=i: t[i]) if stacked else (lambda t: t)
+            y_base, y_new = pick(b["y"]), pick(n["y"])
             row = {
-                "test.fvgpt.base": _acc(base[k].argmax(-1), pick(b["y"])),
-                "test.fvgpt.new": _acc(new[k].argmax(-1), pick(n["y"])),
+                "test.fvgpt.base": _percent(int((base[k].argmax(-1) == y_base).sum()), len(y_base)),
+                "test.fvgpt.new": _percent(int((new[k].argmax(-1) == y_new).sum()), len(y_new)),
             }
             keep = pick(b["has_fg"])
             if keep.any():
@@ -166,7 +170,7 @@ def backbone_epoch_readings(feats: RunFeatures, tau: float) -> list[dict]:
     correct, kl_sum = torch.zeros(len(by_epoch)), torch.zeros(len(by_epoch), dtype=torch.float64)
     n = n_fg = 0
     for block in feats.test_blocks():
-        b, _ = _split(block, feats, "cpu")
+        b, _ = _split(block, feats, by_epoch.device)
         keep = b["has_fg"]
         n, n_fg = n + len(b["y"]), n_fg + int(keep.sum())
         for epoch, g in enumerate(by_epoch):
@@ -220,7 +224,7 @@ def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
         t.add("b.new", b_new.sum(-1))
         for subset, (z_bb, z_bb_fg, z, z_fg) in _shift_logits(model, b, n, s, feats.shares_clip).items():
             t.add(f"n_fg.{subset}", len(z_bb))
-            t.add(f"shift.backbone.{subset}", torch.tensor([_kl_sum(z_bb, z_bb_fg, tau) for tau in taus]))
+            t.add(f"shift.backbone.{subset}", _per_tau(z_bb, z_bb_fg, taus))
             if z is not None:
                 t.add(
                     f"shift.fvgpt.{subset}", torch.tensor([_kl_sum(z[k], z_fg[k], tau) for k, tau in enumerate(taus)])

@@ -92,12 +92,14 @@ class StreamedMemberFeatures(_Members):
         out: dict[str, torch.Tensor] = {}
         for i, f in enumerate(self.files):
             members = (self.which == i).nonzero().flatten()
-            rows, inverse = idx[members].flatten().unique(return_inverse=True)
+            rows, inverse = idx[members].flatten().cpu().unique(return_inverse=True)
             for key, value in f.train_rows(v, rows).items():
+                value = value.to(idx.device)
                 if key not in out:
                     out[key] = value.new_empty((k, b, *value.shape[1:]))
-                out[key][members] = value[inverse].view(len(members), b, *value.shape[1:])
+                out[key][members] = value[inverse.to(idx.device)].view(len(members), b, *value.shape[1:])
         labels = self.labels[self.which.view(-1, 1), idx]
+        out = {key: value.to(labels.device) for key, value in out.items()}  # read on each file's device
         return out["full"], out["fg"], out["clip"], out["area"], labels, out["new"]
 
 
