@@ -12,6 +12,7 @@ import torch
 
 from pipeline.datasets import load_dataset
 from pipeline.datasets.synthetic import SyntheticSpec, generate
+from pipeline.features.run_features import write_run_features
 from pipeline.masks import MaskRequest, create_segmenter
 from pipeline.masks.store import MaskStore, MaskStoreWriter, flag_of, resize_shorter
 from pipeline.models import load_clip
@@ -78,3 +79,40 @@ def peak_memory_mb(device: torch.device) -> float | str:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
     return "n/a (CPU)"
+
+
+def random_feature_file(
+    path: Path, labels, n_classes: int, width: int, views: int, logit_scale: float = 100.0, seed: int = 0
+) -> Path:
+    """A feature file of the features stage's shapes with random unit features (the heads' cost does not depend
+    on the values): `labels` [N] base-class training labels, the first n_classes // 2 classes base, 8 test
+    images."""
+    rng = np.random.default_rng(seed)
+
+    def unit(*shape: int) -> np.ndarray:
+        x = rng.standard_normal((*shape, width))
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    n, m = len(labels), 8
+    arrays = {
+        "train/feat_full": unit(views, n),
+        "train/feat_fg": unit(views, n),
+        "train/area": rng.uniform(0.05, 0.5, (views, n)),
+        "train/label": np.asarray(labels),
+        "test/feat": unit(m),
+        "test/feat_fg": unit(m),
+        "test/area": np.full(m, 0.2),
+        "test/has_fg": np.ones(m, bool),
+        "test/label": np.arange(m) % n_classes,
+        "test/subset": (np.arange(m) % n_classes >= n_classes // 2).astype(np.int64),
+        "text/backbone": unit(n_classes),
+        "text/clip": unit(n_classes),
+    }
+    attrs = {
+        "classnames": [f"class{i}" for i in range(n_classes)],
+        "base": list(range(n_classes // 2)),
+        "new": list(range(n_classes // 2, n_classes)),
+        "logit_scale": logit_scale,
+    }
+    write_run_features(path, arrays, attrs)
+    return path

@@ -22,65 +22,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _setup import Timer, clip_model, dataset, masks_for, workdir  # noqa: E402
+from _setup import Timer, clip_model, dataset, masks_for, random_feature_file, workdir  # noqa: E402
 from bench_pipeline import online_epochs  # noqa: E402
 
 from pipeline.backbones import template_features  # noqa: E402
 from pipeline.datasets.basenew import split_base_new  # noqa: E402
 from pipeline.features.encoder import image_encoder  # noqa: E402
-from pipeline.features.run_features import RunFeatures, write_run_features  # noqa: E402
+from pipeline.features.run_features import RunFeatures  # noqa: E402
 from pipeline.features.views_dataset import ImageViews  # noqa: E402
 from pipeline.heads.config import HeadsConfig  # noqa: E402
 from pipeline.heads.train import train_heads  # noqa: E402
 
 SEEDS = (1, 2, 3)
-
-
-def feature_files(
-    root: Path,
-    labels: list[int],
-    classnames: list[str],
-    base: list[int],
-    new: list[int],
-    width: int,
-    views: int,
-    logit_scale: float,
-) -> list[RunFeatures]:
-    """One feature file per seed, of the shapes the features stage writes for this dataset."""
-    rng = np.random.default_rng(0)
-
-    def unit(*shape: int) -> np.ndarray:
-        x = rng.standard_normal((*shape, width))
-        return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-    n, m = len(labels), 8
-    files = []
-    for seed in SEEDS:
-        arrays = {
-            "train/feat_full": unit(views, n),
-            "train/feat_fg": unit(views, n),
-            "train/area": rng.uniform(0.05, 0.5, (views, n)),
-            "train/label": np.asarray(labels),
-            "test/feat": unit(m),
-            "test/feat_fg": unit(m),
-            "test/area": np.full(m, 0.2),
-            "test/has_fg": np.ones(m, bool),
-            "test/label": np.arange(m) % len(classnames),
-            "test/subset": np.zeros(m, np.int64),
-            "text/backbone": unit(len(classnames)),
-            "text/clip": unit(len(classnames)),
-        }
-        path = root / f"seed{seed}.h5"
-        attrs = {"classnames": classnames, "base": base, "new": new, "logit_scale": logit_scale}
-        write_run_features(path, arrays, attrs)
-        files.append(RunFeatures(path))
-    return files
 
 
 def main() -> None:
@@ -113,16 +71,14 @@ def main() -> None:
     )
     g = template_features(clip, "a photo of a {}.", base_names, device)
     text = lambda: (template_features(clip, "a photo of a {}.", base_names, device),) * 2  # noqa: E731
-    files = feature_files(
-        root,
-        labels,
-        names,
-        base,
-        sorted(set(range(len(names))) - set(base)),
-        clip.embed_dim,
-        args.epochs,
-        clip.logit_scale,
-    )
+    files = [
+        RunFeatures(
+            random_feature_file(
+                root / f"seed{s}.h5", labels, len(names), clip.embed_dim, args.epochs, clip.logit_scale, seed=s
+            )
+        )
+        for s in SEEDS
+    ]
     print(
         f"# heads: cached vs online, {model} on CPU ({args.threads} threads), {len(base)} base classes x 16 shots, "
         f"batch 4 ({steps_per_epoch} steps per epoch), {args.repeats} interleaved repetitions, "

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _setup import Timer, clip_model, dataset, masks_for, peak_memory_mb, workdir  # noqa: E402
+from _setup import Timer, clip_model, dataset, masks_for, peak_memory_mb, random_feature_file, workdir  # noqa: E402
 
 from pipeline.backbones import template_features  # noqa: E402
 from pipeline.datasets.basenew import split_base_new  # noqa: E402
@@ -289,31 +289,8 @@ def main() -> None:
         feats_per = 16
         nn_ = classes * feats_per
         v = 2
-        fake = {
-            "train/feat_full": F.normalize(torch.randn(v, nn_, d), dim=-1).numpy(),
-            "train/feat_fg": F.normalize(torch.randn(v, nn_, d), dim=-1).numpy(),
-            "train/area": np.random.rand(v, nn_),
-            "train/label": np.repeat(np.arange(classes), feats_per),
-            "test/feat": np.zeros((1, d)),
-            "test/feat_fg": np.zeros((1, d)),
-            "test/area": np.zeros(1),
-            "test/has_fg": np.zeros(1, bool),
-            "test/label": np.zeros(1, np.int64),
-            "test/subset": np.zeros(1, np.int64),
-            "text/backbone": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy(),
-            "text/clip": F.normalize(torch.randn(2 * classes, d), dim=-1).numpy(),
-        }
-        write_run_features(
-            root / f"s{classes}.h5",
-            fake,
-            {
-                "classnames": [str(i) for i in range(2 * classes)],
-                "base": list(range(classes)),
-                "new": list(range(classes, 2 * classes)),
-                "logit_scale": 100.0,
-            },
-        )
-        sd = RunFeatures(root / f"s{classes}.h5", device)
+        path = random_feature_file(root / f"s{classes}.h5", np.repeat(np.arange(classes), feats_per), 2 * classes, d, v)
+        sd = RunFeatures(path, device)
         with Timer(device) as t:
             train_heads(sd, [HeadsConfig(epochs=1, warmup_epochs=0)], device)
         rows_out.append([classes, nn_, t.seconds, t.seconds / nn_ * 1e3])

@@ -16,7 +16,13 @@ import torch
 from pipeline.features.run_features import RunFeatures, load_run_features, write_run_features
 from pipeline.features.schema import FeatureFileError, NonFiniteFeaturesError
 from pipeline.heads.config import HeadsConfig
-from pipeline.heads.evaluate import EpochReadings, backbone_epoch_readings, evaluate, evaluate_transfer
+from pipeline.heads.evaluate import (
+    EpochReadings,
+    backbone_epoch_readings,
+    evaluate,
+    evaluate_transfer,
+    shift_index,
+)
 from pipeline.heads.train import train_heads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,3 +201,23 @@ def test_streamed_memory_does_not_grow_with_the_file(tmp_path):
     assert peaks[80_000, False] > features_mb  # held: the whole file, as float32
     assert peaks[80_000, True] < 0.5 * peaks[80_000, False]
     assert peaks[80_000, True] - peaks[20_000, True] < 0.25 * (peaks[80_000, False] - peaks[20_000, False])
+
+
+def test_the_new_classes_shift_index_of_an_own_encoder_file_is_the_class_tokens(tmp_path):
+    """MMRL-like file: the backbone's shift index on new classes compares its class-token logits on full and
+    foreground views (test/feat, test/feat_fg), not the fused base-branch features; checked against the stored
+    arrays directly, in both modes."""
+    path = write_features(tmp_path / "f.h5", "mmrl")
+    with h5py.File(path, "r") as f:
+        raw = {
+            k: torch.nn.functional.normalize(torch.from_numpy(f[k][()]).float(), dim=-1)
+            for k in ("test/feat", "test/feat_fg", "text/backbone")
+        }
+        keep = torch.from_numpy((f["test/subset"][()] == 1) & f["test/has_fg"][()])
+    feats = RunFeatures(path)
+    g = raw["text/backbone"][torch.tensor(feats.new)]
+    z, z_fg = (feats.logit_scale * raw[k][keep] @ g.t() for k in ("test/feat", "test/feat_fg"))
+    model, _ = train_heads(feats, [HeadsConfig(epochs=1, tau_d=2.0)])
+    want = shift_index(z, z_fg, 2.0)
+    for f in (feats, RunFeatures(path, stream=True, block_rows=5)):
+        assert evaluate(model, f)[0]["shift.backbone.new"] == pytest.approx(want, rel=1e-4)

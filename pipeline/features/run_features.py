@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import h5py
 import numpy as np
@@ -180,19 +180,35 @@ class RunFeatures:
         w = self.rep_weight
         return (1 - w) * t[key] + w * t[key.replace("feat", "rep")] if w else t[key]
 
+    def _branches(self, get: Callable[[str], torch.Tensor], split: str, clip: bool = True) -> dict[str, torch.Tensor]:
+        """One split's image features by branch, from `get(key)` (what is held, or a read of some rows): `full`,
+        `fg` (the base-class branch's), `full_new`, `fg_new` (the new-class branch's: the backbone's own), and,
+        with `clip`, `clip` (zero-shot CLIP's full view: the base branch's where they share an encoder)."""
+        full_key, fg_key, clip_key = {
+            "train": ("train/feat_full", "train/feat_fg", "train/clip_full"),
+            "test": ("test/feat", "test/feat_fg", "test/clip"),
+        }[split]
+        keys = [full_key, fg_key]
+        keys += [k.replace("feat", "rep") for k in keys] if self.rep_weight else []  # what `_mix` mixes in
+        t = {k: get(k) for k in keys + ([clip_key] if clip and not self.shares_clip else [])}
+        out = {"full": self._mix(t, full_key), "fg": self._mix(t, fg_key), "full_new": t[full_key], "fg_new": t[fg_key]}
+        if clip:
+            out["clip"] = out["full"] if self.shares_clip else t[clip_key]
+        return out
+
     def _hold(self, t: dict[str, torch.Tensor]) -> None:
-        """In memory: every image feature as a tensor attribute. The new-class branch's features (the backbone's
-        own) and the base-class branch's: the same tensors, or for MMRL each mixed with its representation."""
-        self.feat_full_new, self.test_feat_new, self.test_feat_fg_new = (
-            t["train/feat_full"],
-            t["test/feat"],
-            t["test/feat_fg"],
-        )
-        self.feat_full, self.feat_fg = self._mix(t, "train/feat_full"), self._mix(t, "train/feat_fg")
-        self.area = t["train/area"]
-        self.test_feat, self.test_feat_fg = self._mix(t, "test/feat"), self._mix(t, "test/feat_fg")
-        self.train_clip_full = self.feat_full if self.shares_clip else t["train/clip_full"]
-        self.test_clip = self.test_feat if self.shares_clip else t["test/clip"]
+        """In memory: every image feature as a tensor attribute, by branch."""
+        train, test = self._branches(t.__getitem__, "train"), self._branches(t.__getitem__, "test")
+        self.feat_full, self.feat_fg, self.feat_full_new = train["full"], train["fg"], train["full_new"]
+        self.train_clip_full, self.area = train["clip"], t["train/area"]
+        self.test_feat, self.test_feat_fg, self.test_clip = test["full"], test["fg"], test["clip"]
+        self.test_feat_new, self.test_feat_fg_new = test["full_new"], test["fg_new"]
+
+    @property
+    def layout(self) -> tuple:
+        """What feature files trained together must share: views, training images, width, base classes, a second
+        image feature (MMRL) or not, and storage (streamed or in memory)."""
+        return (self.views, self.n_train, self.width, tuple(self.base), self.rep_weight > 0, self.streamed)
 
     @property
     def views(self) -> int:
@@ -205,10 +221,6 @@ class RunFeatures:
     @property
     def width(self) -> int:
         return self.shapes["train/feat_full"][2]
-
-    def close(self) -> None:
-        if self.streamed:
-            self._file.close()
 
     # -- reads: the same rows in either mode --------------------------------------------------------------------
 
@@ -251,17 +263,13 @@ class RunFeatures:
                 "area": self.area[v, rows],
             }
         rows_np = rows.cpu().numpy()
-        keys = ["train/feat_full", "train/feat_fg", "train/area"]
-        keys += [] if self.shares_clip else ["train/clip_full"]
-        keys += ["train/rep_full", "train/rep_fg"] if self.rep_weight else []
-        t = {k: self._read_rows(k, v, rows_np) for k in keys}
-        full = self._mix(t, "train/feat_full")
+        read = self._branches(lambda k: self._read_rows(k, v, rows_np), "train")
         return {
-            "full": full,
-            "fg": self._mix(t, "train/feat_fg"),
-            "new": t["train/feat_full"],
-            "clip": full if self.shares_clip else t["train/clip_full"],
-            "area": t["train/area"],
+            "full": read["full"],
+            "fg": read["fg"],
+            "new": read["full_new"],
+            "clip": read["clip"],
+            "area": self._read_rows("train/area", v, rows_np),
         }
 
     def test_blocks(self, rows: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
@@ -273,27 +281,16 @@ class RunFeatures:
         for s in range(0, max(m, 1), rows):  # one empty block for an empty split: its metrics are NaN
             e = min(m, s + rows)
             if self.streamed:
-                keys = ["test/feat", "test/feat_fg"] + ([] if self.shares_clip else ["test/clip"])
-                keys += ["test/rep", "test/rep_fg"] if self.rep_weight else []
-                t = {k: self._read(k, (slice(s, e),)) for k in keys}
-                f = self._mix(t, "test/feat")
-                block = {
-                    "f": f,
-                    "f_fg": self._mix(t, "test/feat_fg"),
-                    "f_new": t["test/feat"],
-                    "f_fg_new": t["test/feat_fg"],
-                    "clip": f if self.shares_clip else t["test/clip"],
-                }
+                read = self._branches(lambda k: self._read(k, (slice(s, e),)), "test")
             else:
-                block = {
-                    "f": self.test_feat[s:e],
-                    "f_fg": self.test_feat_fg[s:e],
-                    "f_new": self.test_feat_new[s:e],
-                    "f_fg_new": self.test_feat_fg_new[s:e],
-                    "clip": self.test_clip[s:e],
-                }
+                held = (self.test_feat, self.test_feat_fg, self.test_feat_new, self.test_feat_fg_new, self.test_clip)
+                read = dict(zip(("full", "fg", "full_new", "fg_new", "clip"), (x[s:e] for x in held)))
             yield {
-                **block,
+                "f": read["full"],
+                "f_fg": read["fg"],
+                "f_new": read["full_new"],
+                "f_fg_new": read["fg_new"],
+                "clip": read["clip"],
                 "label": self.test_label[s:e],
                 "subset": self.test_subset[s:e],
                 "has_fg": self.test_has_fg[s:e],
@@ -309,15 +306,9 @@ class RunFeatures:
             if not self.streamed:
                 yield self.feat_full[:, s:e], self.feat_fg[:, s:e], self.area[:, s:e]
                 continue
-            keys = ["train/feat_full", "train/feat_fg"] + (
-                ["train/rep_full", "train/rep_fg"] if self.rep_weight else []
-            )
-            t = {k: self._read(k, (slice(None), slice(s, e))) for k in keys}
-            yield (
-                self._mix(t, "train/feat_full"),
-                self._mix(t, "train/feat_fg"),
-                self._read("train/area", (slice(None), slice(s, e))),
-            )
+            index = (slice(None), slice(s, e))
+            read = self._branches(lambda k: self._read(k, index), "train", clip=False)
+            yield read["full"], read["fg"], self._read("train/area", index)
 
     def _validate(self) -> None:
         v, n, d = self.shapes["train/feat_full"]

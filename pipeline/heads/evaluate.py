@@ -15,16 +15,12 @@ def harmonic_mean(base: float, new: float) -> float:
     return 2 * base * new / (base + new) if base + new > 0 else 0.0
 
 
-def _acc(pred: torch.Tensor, target: torch.Tensor) -> float:
-    return float((pred == target).float().mean() * 100) if len(target) else float("nan")
+def _mean(total: float, count: int) -> float:
+    return total / count if count else float("nan")
 
 
 def _percent(correct: float, total: int) -> float:
-    return 100.0 * correct / total if total else float("nan")
-
-
-def _mean(total, count: int):
-    return total / count if count else float("nan")
+    return 100.0 * correct / total if total else float("nan")  # 100 c / n: 77.6, where 100 (c / n) gives 77.60...01
 
 
 def _local_labels(labels: torch.Tensor, classes: list[int], n_classes: int) -> torch.Tensor:
@@ -50,6 +46,11 @@ def _per_tau(z_full: torch.Tensor, z_fg: torch.Tensor, taus: list[float]) -> tor
     """[K] KL sums of one pair of logits at each member's tau_d, each distinct tau computed once."""
     sums = {tau: _kl_sum(z_full, z_fg, tau) for tau in set(taus)}
     return torch.tensor([sums[tau] for tau in taus])
+
+
+def _member_kl(z_full: torch.Tensor, z_fg: torch.Tensor, taus: list[float]) -> torch.Tensor:
+    """[K] KL sums of each member's logits [K, M, C] at its own tau_d."""
+    return torch.tensor([_kl_sum(z_full[k], z_fg[k], tau) for k, tau in enumerate(taus)])
 
 
 def _triple(base: float, new: float) -> dict:
@@ -226,9 +227,7 @@ def evaluate(model: FVGPTHeads, feats: RunFeatures) -> list[dict]:
             t.add(f"n_fg.{subset}", len(z_bb))
             t.add(f"shift.backbone.{subset}", _per_tau(z_bb, z_bb_fg, taus))
             if z is not None:
-                t.add(
-                    f"shift.fvgpt.{subset}", torch.tensor([_kl_sum(z[k], z_fg[k], tau) for k, tau in enumerate(taus)])
-                )
+                t.add(f"shift.fvgpt.{subset}", _member_kl(z, z_fg, taus))
     g_base = feats.text_backbone[torch.tensor(feats.base)].to(device)
     hist = np.zeros((model.k, 10), dtype=np.int64)
     for full, fg, area in feats.train_blocks():
@@ -325,7 +324,7 @@ def evaluate_transfer(model: FVGPTHeads, feats: RunFeatures, branch: str) -> lis
         else:
             z_fg = model.new_logits(f_fg[keep], f_fg[keep], g, g_clip)[0] if feats.shares_clip else None
         if z_fg is not None:
-            t.add("shift.fvgpt", torch.tensor([_kl_sum(z[k][keep], z_fg[k], tau) for k, tau in enumerate(taus)]))
+            t.add("shift.fvgpt", _member_kl(z[:, keep], z_fg, taus))
     results = []
     for k in range(model.k):
         row = {

@@ -93,13 +93,13 @@ class StreamedMemberFeatures(_Members):
         for i, f in enumerate(self.files):
             members = (self.which == i).nonzero().flatten()
             rows, inverse = idx[members].flatten().cpu().unique(return_inverse=True)
+            inverse = inverse.to(idx.device)
             for key, value in f.train_rows(v, rows).items():
-                value = value.to(idx.device)
+                value = value.to(idx.device)  # read on the file's device
                 if key not in out:
                     out[key] = value.new_empty((k, b, *value.shape[1:]))
-                out[key][members] = value[inverse.to(idx.device)].view(len(members), b, *value.shape[1:])
+                out[key][members] = value[inverse].view(len(members), b, *value.shape[1:])
         labels = self.labels[self.which.view(-1, 1), idx]
-        out = {key: value.to(labels.device) for key, value in out.items()}  # read on each file's device
         return out["full"], out["fg"], out["clip"], out["area"], labels, out["new"]
 
 
@@ -108,8 +108,7 @@ def member_features(files: Sequence[RunFeatures], device: torch.device) -> Membe
     in views, training images, width, base classes and in having a second image feature (MMRL), as the seeds of
     one dataset x backbone do; and in being streamed or held in memory."""
     distinct = list(dict.fromkeys(files))
-    shapes = {(f.views, f.n_train, f.width, tuple(f.base), f.rep_weight > 0, f.streamed) for f in distinct}
-    if len(shapes) > 1:
+    if len({f.layout for f in distinct}) > 1:
         raise ValueError(
             "feature files trained together must have the same views, training images, width, base classes and "
             "storage (streamed or in memory): "
@@ -276,4 +275,4 @@ def stacked_epochs(files: Sequence[RunFeatures], configs: Sequence[HeadsConfig])
 
 
 def _stack_key(f: RunFeatures, cfg: HeadsConfig) -> tuple:
-    return (cfg.structure, f.views, f.n_train, f.width, tuple(f.base), f.logit_scale, f.rep_weight > 0, f.streamed)
+    return (cfg.structure, f.layout, f.logit_scale)
