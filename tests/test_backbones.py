@@ -184,3 +184,22 @@ def test_checking_params_does_not_import_torch(project_root):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=project_root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # so `fvgpt check` and every stage's first check stay fast
+
+
+@pytest.mark.parametrize("name", [n for n, cls in BACKBONES.items() if cls.needs_vit])
+def test_backbones_that_prompt_inside_a_vit_train_on_the_benchmark_vit_from_its_config(name, project_root):
+    """configs/benchmark_vit.yaml's section on its tiny ViT (conv stem in place of the patch embedding)."""
+    from pipeline.backbones import backbone_template
+    from pipeline.config import load_params, to_plain
+
+    params = load_params(project_root / "configs/benchmark_vit.yaml")
+    clip = load_clip(params.clip.model)
+    settings = params.backbone.settings[name]
+    section = to_plain(settings.for_dataset("synthetic") if hasattr(settings, "for_dataset") else settings)
+    torch.manual_seed(0)
+    model = create_backbone(name, clip, backbone_template(name, "synthetic"), classnames=NAMES, **section)
+    images = torch.randn(2, 3, clip.image_size, clip.image_size)
+    loss, parts = model.training_loss(images, torch.tensor([0, 2]), NAMES)
+    loss.backward()
+    learned = [p for p in model.parameters() if p.requires_grad]
+    assert torch.isfinite(loss) and learned and all(p.grad is not None and p.grad.abs().sum() > 0 for p in learned)

@@ -93,3 +93,34 @@ def test_corrupt_checkpoint_says_so(tmp_path):
     (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 3])
     with pytest.raises(CheckpointError, match="cut.pt"):
         load_clip("fvgpt-test-rn", str(tmp_path / "cut.pt"))
+
+
+def test_a_conv_stem_vit_round_trips_and_feeds_the_transformer_what_prompting_backbones_build_on(tmp_path):
+    from pipeline.backbones._vision import patch_tokens
+    from pipeline.models.stem import ConvStem
+
+    clip = load_clip("fvgpt-tiny-vit")
+    visual = clip.model.visual
+    assert isinstance(visual.conv1, ConvStem)
+    with torch.no_grad():  # running statistics away from their init, so a stem that is not loaded shows
+        visual.conv1.layers[1].running_mean.normal_()
+    save_checkpoint(clip.model, tmp_path / "vit.pt", "fvgpt-tiny-vit")
+    again = load_clip("fvgpt-tiny-vit", str(tmp_path / "vit.pt"))
+    assert _same_weights(clip.model, again.model)
+    images = torch.randn(2, 3, 64, 64)
+    seen = {}
+    hook = visual.ln_pre.register_forward_hook(lambda _m, args, _out: seen.update(x=args[0]))
+    try:
+        out = clip.model.encode_image(images)
+    finally:
+        hook.remove()
+    assert torch.allclose(patch_tokens(visual, images), seen["x"], atol=1e-6)  # PromptSRC's and MMRL's start
+    assert torch.equal(again.model.encode_image(images), out)
+
+
+def test_a_conv_stem_must_halve_the_image_once_per_patch_doubling():
+    from pipeline.models.stem import ConvStem
+
+    with pytest.raises(ValueError, match="log2"):
+        ConvStem([32, 64], width=128, patch_size=8)
+    assert ConvStem([16, 32, 64], width=128, patch_size=8)(torch.randn(1, 3, 64, 64)).shape == (1, 128, 8, 8)

@@ -24,6 +24,19 @@ def test_paper_config_has_the_same_knobs(project_root):
         assert ours[section]["overrides"]["eurosat/coop"] == {"epochs": 20, "lr": 0.002}
 
 
+def test_the_vit_benchmark_config_is_params_yaml_with_a_vit_clip_and_all_five_backbones(project_root):
+    ours = yaml.safe_load((project_root / "params.yaml").read_text())
+    vit = yaml.safe_load((project_root / "configs/benchmark_vit.yaml").read_text())
+    assert _keys(ours) == _keys(vit)
+    assert vit["clip"]["model"] == vit["pretrain"]["model"] == "fvgpt-tiny-vit"
+    assert vit["backbones"] == ["zsclip", "coop", "kgcoop", "promptsrc", "mmrl"]
+    for section in ("prepare", "masks", "encode", "features", "cross_dataset"):  # the same benchmark
+        assert vit[section] == ours[section], section
+    assert {k: v for k, v in vit["pretrain"].items() if k not in ("model", "steps")} == {
+        k: v for k, v in ours["pretrain"].items() if k not in ("model", "steps")
+    }
+
+
 def test_every_declared_param_exists(project_root):
     params = yaml.safe_load((project_root / "params.yaml").read_text())
     stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]

@@ -72,7 +72,7 @@ class MMRL(Backbone):
                 f"backbone.mmrl.rep_layers_from {rep_layers_from} must be between 1 and the encoders' depth {depth}"
             )
         device = model.token_embedding.weight.device
-        text_width, vision_width = model.token_embedding.weight.shape[1], visual.conv1.out_channels
+        text_width, vision_width = model.token_embedding.weight.shape[1], visual.class_embedding.shape[-1]
         self.first = rep_layers_from - 1  # 0-based index of the first block with representation tokens
         self.rep = torch.nn.Parameter(torch.randn(n_rep_tokens, rep_dim, device=device) * 0.02)
         # As the authors: one map per block, every copy starting from the same initial weights.

@@ -80,7 +80,7 @@ class PromptSRC(CoOp):
                 f"the encoders' depths ({text_layers} text, {vision_layers} vision blocks)"
             )
         device = clip.model.token_embedding.weight.device
-        text_width, vision_width = self.ctx.shape[-1], visual.conv1.out_channels
+        text_width, vision_width = self.ctx.shape[-1], visual.class_embedding.shape[-1]
         # As the authors' code: every learned token, at the input and deeper, starts at N(0, 0.02^2) but the
         # text input context, which starts at the words of ctx_init.
         normal = lambda *shape: torch.nn.Parameter(torch.randn(*shape, device=device) * init_std)  # noqa: E731

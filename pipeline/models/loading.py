@@ -21,6 +21,7 @@ import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from ..weights import CheckpointError, read_weights
+from .stem import conv_stems, install_conv_stem
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
@@ -138,7 +139,7 @@ def _build(name: str, pretrained: str, allow_download: bool, cache_dir: str | No
     if pretrained.lower() in ("", "none", "random"):
         with torch.random.fork_rng():  # random weights, but the same ones in every stage
             torch.manual_seed(0)
-            return open_clip.create_model(name, pretrained=None)
+            return install_conv_stem(open_clip.create_model(name, pretrained=None), name)
     path = Path(pretrained).expanduser()
     if path.is_file():
         torchscript = _is_torchscript(path)
@@ -147,6 +148,10 @@ def _build(name: str, pretrained: str, allow_download: bool, cache_dir: str | No
         try:
             if torchscript:
                 return open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
+            if name in conv_stems():  # open_clip does not know the stem: build it, then load the weights
+                model = install_conv_stem(open_clip.create_model(name, pretrained=None), name)
+                open_clip.load_checkpoint(model, str(path))
+                return model
             return open_clip.create_model(name, pretrained=str(path))
         except RuntimeError as err:
             if "state_dict" in str(err):
