@@ -1,8 +1,8 @@
 """Pretrain the built-in benchmark's tiny CLIP as a ResNet and as ViTs, at the benchmark's recipe
 (`pretrain` in params.yaml), and print each one's zero-shot accuracy and wall time side by side.
 
-    python bench/bench_pretrain.py                      # every variant, 300 steps each (about 20 minutes on 2 cores)
-    python bench/bench_pretrain.py --variants rn vit    # some
+    python bench/bench_pretrain.py                          # every variant, 300 steps each (about 25 minutes)
+    python bench/bench_pretrain.py --variants rn vit vit@450    # some; NAME@STEPS overrides --steps for one run
 
 Variants: `rn` (fvgpt-tiny-rn), `vit` (fvgpt-tiny-vit: a conv stem, 8 x 8 tokens, width 64, 4 blocks),
 `vit-patch` (the same ViT with open_clip's plain patch embedding), `vit-no-decay` (vit-patch at lr 1e-3, no
@@ -58,6 +58,14 @@ def no_decay_on_vectors(adamw):
     return make
 
 
+def variant(text: str) -> tuple[str, int | None]:
+    """`vit` or `vit@450` -> (name, steps or None for --steps)."""
+    name, _, steps = text.partition("@")
+    if name not in VARIANTS or (steps and not steps.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(VARIANTS)}, optionally @STEPS")
+    return name, int(steps) if steps else None
+
+
 def run(name: str, steps: int) -> dict:
     model, lr, split = VARIANTS[name]
     spec = load_params(ROOT / "params.yaml").pretrain.spec()
@@ -88,7 +96,7 @@ def run(name: str, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", type=variant, default=[(v, None) for v in VARIANTS])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -98,14 +106,15 @@ def main() -> None:
         for name, config in CONFIGS.items():
             (Path(tmp) / f"{name}.json").write_text(json.dumps(config))
         open_clip.add_model_config(tmp)
-        rows = [run(name, args.steps) for name in args.variants]
+        rows = [run(name, steps or args.steps) for name, steps in args.variants]
     for row in rows:
         print(json.dumps(row))
     base = next((r for r in rows if r["variant"] == "rn"), None)
     if base:
         for row in rows:
             ratio = row["seconds"] / base["seconds"]
-            print(f"{row['variant']:14s} {row['zero_shot']:5.1f}% zero-shot, {ratio:.2f}x rn's time")
+            label = f"{row['variant']}@{row['steps']}"
+            print(f"{label:18s} {row['zero_shot']:5.1f}% zero-shot, {ratio:.2f}x rn's time")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,11 @@ Score = Callable[[torch.Tensor], torch.Tensor]  # normalised image features [B, 
 
 def spatial_layer(visual: torch.nn.Module, layer: str = "last") -> torch.nn.Module:
     """The module whose output Grad-CAM reads: an open_clip ModifiedResNet's last residual stage (`layer4`, or
-    the stage named by `layer`, e.g. `layer3` for a finer grid on small images), or a VisionTransformer's last
-    block (or block `layer`, an index)."""
+    the stage named by `layer`, e.g. `layer3` for a finer grid on small images), or, in a VisionTransformer,
+    the tokens entering its last block (or block `layer`, an index), after the block's first layer norm.
+
+    Not a ViT block's output: the image feature is the class token after the last block, so the patch tokens
+    that block outputs get no gradient and their Grad-CAM is zero everywhere."""
     if hasattr(visual, "layer4"):
         name = "layer4" if layer == "last" else layer
         if not hasattr(visual, name):
@@ -31,7 +34,7 @@ def spatial_layer(visual: torch.nn.Module, layer: str = "last") -> torch.nn.Modu
     if hasattr(visual, "transformer"):
         blocks = visual.transformer.resblocks
         try:
-            return blocks[-1 if layer == "last" else int(layer)]
+            return blocks[-1 if layer == "last" else int(layer)].ln_1
         except (ValueError, IndexError):
             raise ValueError(f"attention.layer {layer!r}: give a block index of 0 ... {len(blocks) - 1}, or last")
     raise ValueError(f"no Grad-CAM layer known for an image encoder of type {type(visual).__name__}")

@@ -95,7 +95,7 @@ def test_corrupt_checkpoint_says_so(tmp_path):
         load_clip("fvgpt-test-rn", str(tmp_path / "cut.pt"))
 
 
-def test_a_conv_stem_vit_round_trips_and_feeds_the_transformer_what_prompting_backbones_build_on(tmp_path):
+def test_a_conv_stem_vit_round_trips_and_feeds_the_transformer_what_prompting_backbones_build_on(tmp_path, caplog):
     from pipeline.backbones._vision import patch_tokens
     from pipeline.models.stem import ConvStem
 
@@ -105,8 +105,10 @@ def test_a_conv_stem_vit_round_trips_and_feeds_the_transformer_what_prompting_ba
     with torch.no_grad():  # running statistics away from their init, so a stem that is not loaded shows
         visual.conv1.layers[1].running_mean.normal_()
     save_checkpoint(clip.model, tmp_path / "vit.pt", "fvgpt-tiny-vit")
-    again = load_clip("fvgpt-tiny-vit", str(tmp_path / "vit.pt"))
+    with caplog.at_level(logging.WARNING):
+        again = load_clip("fvgpt-tiny-vit", str(tmp_path / "vit.pt"))
     assert _same_weights(clip.model, again.model)
+    assert "initialized randomly" not in caplog.text  # built first, then loaded: not random
     images = torch.randn(2, 3, 64, 64)
     seen = {}
     hook = visual.ln_pre.register_forward_hook(lambda _m, args, _out: seen.update(x=args[0]))

@@ -193,3 +193,11 @@ def test_seed_stats_averages_per_seed_over_datasets_then_over_seeds():
     assert stats.loc["average", "shift.backbone.base"] == pytest.approx(0.45)
     assert stats.loc["average", "shift.backbone.base_std"] == pytest.approx(0.2121, abs=1e-4)
     assert "shift.fvgpt.base" not in stats  # a metric no run has is left out
+
+
+def test_every_registered_backbone_has_its_papers_name_in_the_tables():
+    from pipeline.backbones.settings import SETTINGS
+    from pipeline.report.tables import BACKBONE_NAMES
+
+    assert set(BACKBONE_NAMES) == set(SETTINGS)
+    assert (BACKBONE_NAMES["promptsrc"], BACKBONE_NAMES["mmrl"]) == ("PromptSRC", "MMRL")

@@ -9,10 +9,12 @@ allowed: open_clip would otherwise retry a network that is not there.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +135,22 @@ def _from_tag(name: str, tag: str, allow_download: bool, cache_dir: str | None):
                 os.environ[k] = v
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_random_init():
+    """open_clip warns that a model built without weights is random; not true when the weights load next."""
+    drop = _DropRandomInitWarning()
+    logging.getLogger().addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(drop)
+
+
 def _build(name: str, pretrained: str, allow_download: bool, cache_dir: str | None) -> torch.nn.Module:
     if name not in open_clip.list_models():
         raise ValueError(f"clip.model={name!r} is not an open_clip architecture; e.g. ViT-B-16, fvgpt-tiny-rn")
@@ -149,7 +167,8 @@ def _build(name: str, pretrained: str, allow_download: bool, cache_dir: str | No
             if torchscript:
                 return open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
             if name in conv_stems():  # open_clip does not know the stem: build it, then load the weights
-                model = install_conv_stem(open_clip.create_model(name, pretrained=None), name)
+                with _quiet_random_init():
+                    model = install_conv_stem(open_clip.create_model(name, pretrained=None), name)
                 open_clip.load_checkpoint(model, str(path))
                 return model
             return open_clip.create_model(name, pretrained=str(path))

@@ -194,7 +194,13 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 # How Table 1 names the backbones of this pipeline; any other backbone keeps its own name.
-BACKBONE_NAMES = {"zsclip": "zero-shot CLIP", "coop": "CoOp", "kgcoop": "KgCoOp"}
+BACKBONE_NAMES = {
+    "zsclip": "zero-shot CLIP",
+    "coop": "CoOp",
+    "kgcoop": "KgCoOp",
+    "promptsrc": "PromptSRC",
+    "mmrl": "MMRL",
+}
 TABLE1_NOTE = (
     "CLIP is zero-shot CLIP, listed once per dataset when its numbers are the same for every backbone. "
     "A value without ± did not vary over seeds, or comes from one seed."
