@@ -61,7 +61,7 @@ def no_decay_on_vectors(adamw):
 def variant(text: str) -> tuple[str, int | None]:
     """`vit` or `vit@450` -> (name, steps or None for --steps)."""
     name, _, steps = text.partition("@")
-    if name not in VARIANTS or (steps and not steps.isdigit()):
+    if name not in VARIANTS or (steps and not (steps.isdigit() and int(steps) > 0)):
         raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(VARIANTS)}, optionally @STEPS")
     return name, int(steps) if steps else None
 

@@ -102,6 +102,16 @@ def test_grad_cam_on_open_clip_towers_gives_a_map_per_image(name):
     assert all(p.grad is None for p in clip.model.parameters())  # read, never trained
 
 
+def test_vit_tokens_become_the_patch_grid_row_by_row():
+    from pipeline.attention import _as_grid
+
+    visual = load_clip("fvgpt-test-vit", "").model.visual  # 32 px, patch 8: a 4 x 4 grid
+    tokens = torch.zeros(1, 1 + 16, 5)
+    tokens[0, 1 + 6, 2] = 1.0  # patch 6: row 1, column 2
+    grid = _as_grid(tokens, visual)
+    assert grid.shape == (1, 5, 4, 4) and grid[0, 2, 1, 2] == 1 and grid.sum() == 1
+
+
 def test_unknown_layer_is_named():
     clip = load_clip("fvgpt-test-vit", "")
     with pytest.raises(ValueError, match="attention.layer"):

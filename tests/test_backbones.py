@@ -199,7 +199,11 @@ def test_backbones_that_prompt_inside_a_vit_train_on_the_benchmark_vit_from_its_
     torch.manual_seed(0)
     model = create_backbone(name, clip, backbone_template(name, "synthetic"), classnames=NAMES, **section)
     images = torch.randn(2, 3, clip.image_size, clip.image_size)
+    frozen = {k: v.clone() for k, v in clip.model.state_dict().items()}
+    model.train()
     loss, parts = model.training_loss(images, torch.tensor([0, 2]), NAMES)
     loss.backward()
     learned = [p for p in model.parameters() if p.requires_grad]
     assert torch.isfinite(loss) and learned and all(p.grad is not None and p.grad.abs().sum() > 0 for p in learned)
+    # CLIP stays frozen, the stem's batch-norm statistics included
+    assert all(torch.equal(v, frozen[k]) for k, v in clip.model.state_dict().items())

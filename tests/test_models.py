@@ -109,6 +109,7 @@ def test_a_conv_stem_vit_round_trips_and_feeds_the_transformer_what_prompting_ba
         again = load_clip("fvgpt-tiny-vit", str(tmp_path / "vit.pt"))
     assert _same_weights(clip.model, again.model)
     assert "initialized randomly" not in caplog.text  # built first, then loaded: not random
+    assert not logging.getLogger().filters  # the warning is dropped for that load only
     images = torch.randn(2, 3, 64, 64)
     seen = {}
     hook = visual.ln_pre.register_forward_hook(lambda _m, args, _out: seen.update(x=args[0]))
@@ -126,3 +127,14 @@ def test_a_conv_stem_must_halve_the_image_once_per_patch_doubling():
     with pytest.raises(ValueError, match="log2"):
         ConvStem([32, 64], width=128, patch_size=8)
     assert ConvStem([16, 32, 64], width=128, patch_size=8)(torch.randn(1, 3, 64, 64)).shape == (1, 128, 8, 8)
+
+
+def test_a_checkpoint_from_before_the_conv_stem_says_so(tmp_path):
+    from pipeline.models import CheckpointError
+
+    state = load_clip("fvgpt-tiny-vit").model.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("visual.conv1.")}
+    state["visual.conv1.weight"] = torch.zeros(64, 3, 8, 8)  # open_clip's patch embedding
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="written before the stem; re-run `dvc repro pretrain`"):
+        load_clip("fvgpt-tiny-vit", str(tmp_path / "old.pt"))

@@ -30,8 +30,13 @@ def test_the_vit_benchmark_config_is_params_yaml_with_a_vit_clip_and_all_five_ba
     assert _keys(ours) == _keys(vit)
     assert vit["clip"]["model"] == vit["pretrain"]["model"] == "fvgpt-tiny-vit"
     assert vit["backbones"] == ["zsclip", "coop", "kgcoop", "promptsrc", "mmrl"]
-    for section in ("prepare", "masks", "encode", "features", "cross_dataset"):  # the same benchmark
+    for section in ("prepare", "masks", "encode", "features", "cross_dataset", "attention"):  # the same benchmark
         assert vit[section] == ours[section], section
+    assert vit["backbone"]["train"] == ours["backbone"]["train"]
+    assert {k: v for k, v in vit["heads"].items() if k != "overrides"} == {
+        k: v for k, v in ours["heads"].items() if k != "overrides"
+    }
+    assert vit["heads"]["overrides"]["synthetic/mmrl"] == {"lambda_d": 5.0}
     assert {k: v for k, v in vit["pretrain"].items() if k not in ("model", "steps")} == {
         k: v for k, v in ours["pretrain"].items() if k not in ("model", "steps")
     }

@@ -174,7 +174,15 @@ def _build(name: str, pretrained: str, allow_download: bool, cache_dir: str | No
             return open_clip.create_model(name, pretrained=str(path))
         except RuntimeError as err:
             if "state_dict" in str(err):
-                raise CheckpointError(f"{path} is not a {name} checkpoint: {_mismatch_summary(str(err))}") from err
+                hint = (
+                    " (a patch embedding where this model has a conv stem: written before the stem; re-run "
+                    "`dvc repro pretrain`)"
+                    if name in conv_stems() and "visual.conv1.weight" in str(err)
+                    else ""
+                )
+                raise CheckpointError(
+                    f"{path} is not a {name} checkpoint: {_mismatch_summary(str(err))}{hint}"
+                ) from err
             raise CheckpointError(
                 f"cannot read checkpoint {path} ({err}); the file may be truncated: fetch it again"
             ) from err
