@@ -280,6 +280,12 @@ class BackboneConfig:
         recipe = replace(self.train, **{k: getattr(own, k) for k in ("epochs", "lr") if getattr(own, k, None)})
         return replace(recipe, **self.overrides.get(f"{dataset}/{backbone}", {}))
 
+    def settings_for(self, backbone: str, dataset: str) -> dict:
+        """The backbone's `backbone.<name>` keys as constructor arguments, a per-dataset table (MMRL's
+        regularisation weights) resolved to this dataset's value."""
+        own = self.settings[backbone]
+        return to_plain(own.for_dataset(dataset) if hasattr(own, "for_dataset") else own)
+
     def to_plain(self) -> dict:
         return {
             "train": to_plain(self.train),

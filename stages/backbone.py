@@ -52,9 +52,7 @@ def tune(params, dataset: str, backbone: str, seed: int, subset: str | None, rec
     """Tune `backbone` with `recipe` on one seed's few-shot images of `subset`'s classes of `dataset` ("base",
     or None for every class) and save it to `out`."""
     device = pick_device(params.runtime.device)
-    settings = params.backbone.settings[backbone]
-    # a backbone's per-dataset table (MMRL's regularisation weights) resolved to this dataset's value
-    settings = to_plain(settings.for_dataset(dataset) if hasattr(settings, "for_dataset") else settings)
+    settings = params.backbone.settings_for(backbone, dataset)
 
     gen = seed_everything(seed)
     prepared = read_prepared(prepared_dir(dataset))

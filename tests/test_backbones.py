@@ -190,12 +190,11 @@ def test_checking_params_does_not_import_torch(project_root):
 def test_backbones_that_prompt_inside_a_vit_train_on_the_benchmark_vit_from_its_config(name, project_root):
     """configs/benchmark_vit.yaml's section on its tiny ViT (conv stem in place of the patch embedding)."""
     from pipeline.backbones import backbone_template
-    from pipeline.config import load_params, to_plain
+    from pipeline.config import load_params
 
     params = load_params(project_root / "configs/benchmark_vit.yaml")
     clip = load_clip(params.clip.model)
-    settings = params.backbone.settings[name]
-    section = to_plain(settings.for_dataset("synthetic") if hasattr(settings, "for_dataset") else settings)
+    section = params.backbone.settings_for(name, "synthetic")
     torch.manual_seed(0)
     model = create_backbone(name, clip, backbone_template(name, "synthetic"), classnames=NAMES, **section)
     images = torch.randn(2, 3, clip.image_size, clip.image_size)

@@ -144,6 +144,14 @@ def test_the_regularisation_weight_is_the_authors_for_the_dataset():
     assert MMRLSettings(reg_weight=3.0, reg_weights={}).for_dataset("dtd").reg_weight == 3.0
 
 
+def test_the_backbone_stage_gets_the_datasets_regularisation_weight(project_root):
+    from pipeline.config import load_params, to_plain
+
+    paper = load_params(project_root / "configs/paper.yaml")
+    assert paper.backbone.settings_for("mmrl", "stanford_cars")["reg_weight"] == 7.0
+    assert paper.backbone.settings_for("coop", "stanford_cars") == to_plain(paper.backbone.settings["coop"])
+
+
 def test_a_resnet_clip_or_a_first_block_past_the_depth_is_refused():
     with pytest.raises(ValueError, match="needs a ViT image encoder"):
         create_backbone("mmrl", load_clip("fvgpt-test-rn", ""), TEMPLATE)

@@ -14,6 +14,7 @@ stride-2 convolutions}), next to the open_clip configs it extends; open_clip ign
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -46,7 +47,9 @@ class ConvStem(nn.Module):
         return self.layers(x)
 
 
+@functools.cache
 def conv_stems() -> dict[str, list[int]]:
+    """{model name: stem channels}, read once per process."""
     return json.loads(STEMS_FILE.read_text()) if STEMS_FILE.is_file() else {}
 
 
