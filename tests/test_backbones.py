@@ -206,3 +206,41 @@ def test_backbones_that_prompt_inside_a_vit_train_on_the_benchmark_vit_from_its_
     assert torch.isfinite(loss) and learned and all(p.grad is not None and p.grad.abs().sum() > 0 for p in learned)
     # CLIP stays frozen, the stem's batch-norm statistics included
     assert all(torch.equal(v, frozen[k]) for k, v in clip.model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_the_text_tower_stops_at_the_last_eot_and_gives_the_full_length_features(clip, vit_clip, name, monkeypatch):
+    """Tuning runs the text tower over every class at every step; the padding after the last EOT is cut
+    (causal mask: it cannot reach an EOT), which must leave the features equal."""
+    from pipeline.backbones import _text
+
+    clip = vit_clip if BACKBONES[name].needs_vit else clip
+    torch.manual_seed(1)
+    model = create_backbone(name, clip, "a photo of a {}.", classnames=NAMES)
+    learned = [p for p in model.parameters() if p.requires_grad]
+    if not learned:
+        pytest.skip(f"{name} has no prompt in the text tower")
+    with torch.no_grad():  # away from the initialisation, so every learned part is in play
+        for p in learned:
+            p.add_(torch.randn_like(p) * 0.1)
+    last = clip.model.transformer.resblocks[-1]
+    seen = []
+    hook = last.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+    try:
+        short = model.class_features(NAMES)
+        monkeypatch.setattr(_text, "trimmed_length", lambda model, tokens: tokens.shape[1])
+        full = model.class_features(NAMES)
+    finally:
+        hook.remove()
+    assert clip.model.transformer.batch_first
+    assert seen[0] < seen[1], f"{name}'s text tower ran on {seen[0]} of {seen[1]} columns"
+    assert torch.allclose(short, full, atol=1e-5)
+
+
+def test_a_text_tower_without_a_causal_mask_keeps_every_column(clip):
+    from pipeline.backbones._text import trimmed_length
+
+    tokens = clip.tokenizer(NAMES)
+    assert trimmed_length(clip.model, tokens) == int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]
+    bidirectional = type("Tower", (), {"attn_mask": None})()
+    assert trimmed_length(bidirectional, tokens) == tokens.shape[1]

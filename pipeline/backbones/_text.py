@@ -25,11 +25,35 @@ def token_embeddings(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tens
     return model.token_embedding(tokens)
 
 
+def trimmed_length(model: torch.nn.Module, tokens: torch.Tensor) -> int:
+    """The columns of `tokens` [C, L] a causal, EOT-pooled text tower needs: up to the last EOT.
+
+    Under the causal mask no token after a prompt's EOT reaches that EOT, so the padding columns (CLIP pads
+    every prompt to its context length, 77) can be dropped: the features stay equal up to float rounding,
+    and the text tower, which prompt tuning runs over every class at every step, does a fraction of the
+    work. A tower without a causal mask or with another pooling keeps every column.
+    """
+    if getattr(model, "attn_mask", None) is None or getattr(model, "text_pool_type", "argmax") != "argmax":
+        return tokens.shape[1]
+    return int(tokens.argmax(dim=-1).max()) + 1  # CLIP's EOT has the largest token id
+
+
+def text_input(
+    model: torch.nn.Module, x: torch.Tensor, tokens: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token embeddings `x` [C, L, W] with positions added, and the causal mask, both cut to
+    `trimmed_length` columns: what enters the text transformer's first block."""
+    n = trimmed_length(model, tokens)
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = x[:, :n].to(cast_dtype) + model.positional_embedding[:n].to(cast_dtype)
+    attn_mask = model.attn_mask[:n, :n] if model.attn_mask is not None else None
+    return x, attn_mask
+
+
 def encode_embeddings(model: torch.nn.Module, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """L2-normalised text features from token embeddings `x` [C, L, W]; `tokens` locate the EOT."""
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = x.to(cast_dtype) + model.positional_embedding.to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask)
+    x, attn_mask = text_input(model, x, tokens)
+    x = model.transformer(x, attn_mask=attn_mask)
     x = model.ln_final(x)
     x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
     proj = model.text_projection

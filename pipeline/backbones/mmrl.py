@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import ClipModel
-from ._text import check_text_tower
+from ._text import check_text_tower, text_input
 from ._vision import check_vit, patch_tokens
 from .base import Backbone, template_features
 from .settings import MMRLSettings
@@ -122,9 +122,8 @@ class MMRL(Backbone):
     def class_features(self, classnames: Sequence[str]) -> torch.Tensor:
         model = self.clip_model
         tokens = self._prompt_tokens(tuple(classnames))
-        cast = model.transformer.get_cast_dtype()
-        x = model.token_embedding(tokens).to(cast) + model.positional_embedding.to(cast)
-        x = self._through(model.transformer, x, self.to_text, model.attn_mask)
+        x, attn_mask = text_input(model, model.token_embedding(tokens), tokens)
+        x = self._through(model.transformer, x, self.to_text, attn_mask)
         x = model.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1) + self.n_rep]
         proj = model.text_projection

@@ -7,7 +7,8 @@ Vision branch: `n_ctx_vision` learned tokens appended after the patch tokens (af
 embedding, before ln_pre, with no position of their own), replaced at each of the next `depth_vision - 1`
 blocks likewise; the class token is pooled as in CLIP. Both forwards follow open_clip's own steps
 (`_text.encode_embeddings`, `VisionTransformer._embeds` / `_pool`) with the insertion added, so with no
-prompts they are open_clip's encoders exactly (tests/test_promptsrc.py).
+prompts they are open_clip's encoders (the text tower on the columns up to the last EOT: equal up to float
+rounding; tests/test_promptsrc.py).
 
 Loss, per batch: CE + `text_weight` * L1(prompted class text features, frozen CLIP's template-ensemble text
 features) + `image_weight` * L1(prompted image features, frozen CLIP's) + KL(frozen CLIP's logits || prompted
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import ClipModel
+from ._text import text_input
 from ._vision import check_vit, patch_tokens
 from .coop import CoOp
 from .settings import PromptSRCSettings
@@ -97,9 +99,8 @@ class PromptSRC(CoOp):
     def class_features(self, classnames: Sequence[str]) -> torch.Tensor:
         emb, tokens = self.prompt_embeddings(classnames)
         model = self.clip_model
-        cast = model.transformer.get_cast_dtype()
-        x = emb.to(cast) + model.positional_embedding.to(cast)
-        x = self._blocks(model.transformer, x, self.deep_text, lambda h, p: _replace(h, 1, p), model.attn_mask)
+        x, attn_mask = text_input(model, emb, tokens)
+        x = self._blocks(model.transformer, x, self.deep_text, lambda h, p: _replace(h, 1, p), attn_mask)
         x = model.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
         proj = model.text_projection
