@@ -5,8 +5,9 @@ Zero-shot CLIP, a prompt backbone that keeps CLIP's image encoder (CoOp, KgCoOp)
 score an image from the same encoder output f; they differ in the function of f that gives a class its logit.
 Grad-CAM (Selvaraju et al., 2017) weighs the channels of a spatial layer by the mean gradient of that logit
 and keeps the positive part of the weighted sum, so the three maps show how each scoring function reads the
-same activations. The encoder is frozen and nothing is trained: gradients flow from the FVG-PT logit through
-the heads into the encoder only to be read.
+same activations. A backbone with its own image encoder (PromptSRC's prompted ViT, MMRL's) runs CLIP's blocks
+with its tokens added, so the same layer is read in its forward. Nothing is trained: gradients flow from the
+FVG-PT logit through the heads into the encoder only to be read.
 """
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ def spatial_layer(visual: torch.nn.Module, layer: str = "last") -> torch.nn.Modu
     raise ValueError(f"no Grad-CAM layer known for an image encoder of type {type(visual).__name__}")
 
 
-def _as_grid(activation: torch.Tensor, visual: torch.nn.Module) -> torch.Tensor:
-    """[B, C, h, w] from a ResNet stage's output, or from a ViT block's tokens [B, L, C] (class token and any
-    extra leading tokens dropped; the patch tokens are the last h*w)."""
+def _as_grid(activation: torch.Tensor, visual: torch.nn.Module, patches: slice | None = None) -> torch.Tensor:
+    """[B, C, h, w] from a ResNet stage's output, or from a ViT block's tokens [B, L, C]: the patch tokens are
+    at `patches` (by default the last h*w: CLIP's class token, and MMRL's representation tokens, come first)."""
     if activation.dim() == 4:
         return activation
     grid = visual.grid_size
-    tokens = activation[:, -grid[0] * grid[1] :]
+    tokens = activation[:, patches or slice(-grid[0] * grid[1], None)]
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid[0], grid[1])
 
 
@@ -57,11 +58,13 @@ def grad_cam(
     images: torch.Tensor,
     scores: dict[str, Score],
     targets: dict[str, torch.Tensor],
+    patches: slice | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Grad-CAM maps [B, H, W] in [0, 1] (each image's map divided by its maximum; all zero where no location
     raises the score) at the images' resolution, one per scoring function, for class targets[name] [B] of
-    each image; and the normalised image features [B, D] they came from (for the predictions). One encoder
-    forward serves every scoring function."""
+    each image; and the image features [B, D] they came from (for the predictions). `encode_image` gives the
+    features the scores take (normalised, or MMRL's fused base-class feature); `patches`, where a ViT's patch
+    tokens are (`_as_grid`). One encoder forward serves every scoring function."""
     captured: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):
@@ -73,14 +76,14 @@ def grad_cam(
     handle = layer.register_forward_hook(keep)
     try:
         with torch.enable_grad():
-            f = F.normalize(encode_image(images).float(), dim=-1)
+            f = encode_image(images).float()
             activation = captured[-1]
             maps = {}
             for i, (name, score) in enumerate(scores.items()):
                 logit = score(f).gather(1, targets[name].view(-1, 1)).sum()
                 # autograd.grad, not backward: no parameter of the encoder or the heads gets a .grad
                 (grad,) = torch.autograd.grad(logit, activation, retain_graph=i < len(scores) - 1)
-                a, g = _as_grid(activation.detach(), visual), _as_grid(grad, visual)
+                a, g = _as_grid(activation.detach(), visual, patches), _as_grid(grad, visual, patches)
                 cam = F.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))
                 cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
                 peak = cam.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)

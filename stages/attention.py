@@ -4,8 +4,9 @@ cases (image | CLIP | backbone | + FVG-PT, mask outlined, predictions printed).
 
 Each test image is scored as the evaluation scores it: a base-class image over the base classes (FDC's
 branch), a new-class image over the new classes (PC with BRG). A map is for the true class (the share) or the
-predicted class (the figure). Backbones with their own image encoder are left out (their maps need their
-encoder, not CLIP's)."""
+predicted class (the figure). Each model's map is on the image encoder its features come from: CLIP's for
+CLIP and for backbones that share it; a backbone's own (PromptSRC, MMRL) for it and its FVG-PT heads, whose
+prior on new classes takes CLIP's features as they are (a constant for the map)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import torch
 
 from pipeline.atomic import atomic_path, write_json
 from pipeline.attention import foreground_share, grad_cam, spatial_layer
-from pipeline.backbones import BACKBONES
+from pipeline.backbones import BACKBONES, backbone_template, tuning
 from pipeline.device import pick_device
-from pipeline.features.run_features import RunFeatures
+from pipeline.features.run_features import RunFeatures, base_branch
 from pipeline.heads.io import load_heads
 from pipeline.images import load_rgb
 from pipeline.manifest import read_prepared
@@ -28,6 +29,7 @@ from pipeline.models import clip_of
 from pipeline.paths import (
     attention_figure_path,
     attention_metrics_path,
+    backbone_dir,
     features_path,
     heads_dir,
     masks_path,
@@ -41,15 +43,83 @@ from ._common import progress_bar, start
 MODELS = ("clip", "backbone", "fvgpt")
 
 
-def _scorers(feats: RunFeatures, heads, subset: str) -> dict:
-    """Each model's logits over the subset's classes as a function of normalised image features [B, D]."""
+def _scorers(feats: RunFeatures, heads, subset: str, f_clip: torch.Tensor | None = None) -> dict:
+    """Each model's logits over the subset's classes as a function of the image features [B, D] of its encoder:
+    CLIP's for "clip"; for "backbone" and "fvgpt" the backbone's, which are CLIP's unless `f_clip` (CLIP's
+    features of the same images, for FVG-PT's prior on new classes) is given."""
     classes = torch.tensor(feats.base if subset == "base" else feats.new)
     g, g_clip, s = feats.text_backbone[classes], feats.text_clip[classes], feats.logit_scale
     if subset == "base":
         fvgpt = lambda f: heads.base_scores(f, g)[0]  # noqa: E731
     else:
-        fvgpt = lambda f: heads.new_scores(f, f, g, g_clip)[0][0]  # noqa: E731  (CLIP's encoder is shared)
+        fvgpt = lambda f: heads.new_scores(f, f if f_clip is None else f_clip, g, g_clip)[0][0]  # noqa: E731
     return {"clip": lambda f: s * f @ g_clip.t(), "backbone": lambda f: s * f @ g.t(), "fvgpt": fvgpt}
+
+
+def _own_encoders(dataset: str, runs, clip, prepared) -> dict:
+    """For each run whose backbone has its own image encoder, that tuned backbone (on `clip`'s modules)."""
+    encoders = {}
+    for backbone, seed in runs:
+        if not BACKBONES[backbone].shares_clip_image_encoder:
+            template = backbone_template(backbone, prepared.classes["dataset"])
+            encoders[(backbone, seed)] = tuning.load(backbone_dir(dataset, backbone, seed), clip, template)
+    return encoders
+
+
+def _encoder(model, feats: RunFeatures, subset: str):
+    """images -> the image features `model` (a backbone with its own image encoder) scores the subset's classes
+    from, as the features stage stores them: MMRL's fused feature on base classes, its class token's on new."""
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        blocks = model.encode_image_for_features(images).float().split(feats.width, dim=-1)
+        return base_branch(blocks[0], blocks[-1], feats.rep_weight) if subset == "base" else blocks[0]
+
+    return encode
+
+
+def _maps(clip, layer, x, subset: str, runs, files, heads, encoders: dict, clip_key: dict, truth=None):
+    """Grad-CAM maps [B, H, W] and predictions (indices into the subset's classes) [B] of every run's three
+    models on the images x of one subset, both keyed (run, model): for the classes `truth` [B], or each model's
+    predicted class when None. One forward of CLIP's encoder serves CLIP and every backbone that shares it
+    (CLIP's map is made once per distinct CLIP text features, `clip_key`); a backbone with its own encoder
+    (`encoders`) gets one forward of it for its two maps."""
+    visual = clip.model.visual
+
+    def clip_encode(images: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(clip.model.encode_image(images).float(), dim=-1)
+
+    with torch.no_grad():
+        f_clip = clip_encode(x)
+    passes: dict = {None: {}}  # encoder (None: CLIP's, else the run) -> {(key, model): score}
+    for run in runs:
+        own = run in encoders
+        for model, score in _scorers(files[run], heads[run], subset, f_clip if own else None).items():
+            key = (clip_key[run], model) if model == "clip" else (run, model)
+            passes.setdefault(run if own and model != "clip" else None, {})[key] = score
+    cams, top = {}, {}
+    for encoder, scores in passes.items():
+        if encoder is None:
+            encode, patches = clip_encode, None
+        else:
+            own = encoders[encoder]
+            encode, patches = _encoder(own, files[encoder], subset), own.patch_token_positions(_patches(visual))
+        if truth is None:
+            with torch.no_grad():
+                f = f_clip if encoder is None else encode(x)
+                top.update({key: score(f).argmax(-1) for key, score in scores.items()})
+        targets = {key: top[key] if truth is None else truth for key in scores}
+        maps, f = grad_cam(encode, visual, layer, x, scores, targets, patches)
+        cams.update(maps)
+        if truth is not None:
+            with torch.no_grad():
+                top.update({key: score(f).argmax(-1) for key, score in scores.items()})
+    keyed = {(run, m): (clip_key[run], m) if m == "clip" else (run, m) for run in runs for m in MODELS}
+    return {k: cams[v] for k, v in keyed.items()}, {k: top[v] for k, v in keyed.items()}
+
+
+def _patches(visual) -> int:
+    grid = visual.grid_size
+    return grid[0] * grid[1]
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> None:
@@ -59,7 +129,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     prepared = read_prepared(prepared_dir(dataset))
     clip = clip_of(params, device)  # frozen: no parameter requires a gradient
     layer = spatial_layer(clip.model.visual, cfg.layer)
-    backbones = [b for b in params.backbones if BACKBONES[b].shares_clip_image_encoder]
+    backbones = list(params.backbones)
     runs = list(product(backbones, params.seeds))
 
     test = prepared.test().reset_index(drop=True)
@@ -70,6 +140,7 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
 
     files = {run: RunFeatures(features_path(dataset, *run), stream=True) for run in runs}  # class features only
     heads = {run: load_heads(heads_dir(dataset, *run), f.width, f.logit_scale) for run, f in files.items()}
+    encoders = _own_encoders(dataset, runs, clip, prepared)
     # Every run's CLIP text features are the frozen CLIP's on the same templates: runs that agree share one map.
     clip_key = {r: next(q for q in runs if torch.equal(files[q].text_clip, f.text_clip)) for r, f in files.items()}
     subsets = {name: np.flatnonzero((test.subset == name).to_numpy()) for name in ("base", "new")}
@@ -84,19 +155,11 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
                 idx = rows[start_at : start_at + batch]
                 x, m = images[idx].to(device), masks[idx].to(device)
                 truth = torch.tensor([local[int(y)] for y in test.label.to_numpy()[idx]], device=device)
-                scores, targets = {}, {}
-                for run in runs:
-                    for model, score in _scorers(files[run], heads[run], subset).items():
-                        key = clip_key.get(run, run) if model == "clip" else run  # CLIP's map once, not per run
-                        scores[(key, model)], targets[(key, model)] = score, truth
-                cams, f = grad_cam(clip.model.encode_image, clip.model.visual, layer, x, scores, targets)
-                with torch.no_grad():
-                    top = {key: score(f).argmax(-1) for key, score in scores.items()}
+                cams, top = _maps(clip, layer, x, subset, runs, files, heads, encoders, clip_key, truth)
                 for run in runs:
                     for model in MODELS:
-                        key = (clip_key.get(run, run) if model == "clip" else run, model)
-                        predicted[run][model][idx] = [classes[int(k)] for k in top[key]]
-                        share[run][model][idx] = foreground_share(cams[key], m).cpu().numpy()
+                        predicted[run][model][idx] = [classes[int(k)] for k in top[(run, model)]]
+                        share[run][model][idx] = foreground_share(cams[(run, model)], m).cpu().numpy()
                 advance(len(idx))
 
     has_mask = masks.flatten(1).any(1).numpy()
@@ -109,6 +172,10 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
             row[f"{model}.all"] = _mean(values[has_mask])
             # Images whose map is zero everywhere (no location raises the class's score) have no share.
             row[f"{model}.with_evidence"] = float(np.isfinite(values[has_mask]).mean()) if has_mask.any() else None
+            # The maps' models score as the evaluation does: with every test image, these are its accuracies.
+            right = predicted[(backbone, seed)][model] == test.label.to_numpy()
+            for subset, rows in subsets.items():
+                row[f"accuracy.{model}.{subset}"] = float(right[rows].mean() * 100) if len(rows) else None
         metrics[backbone][f"seed{seed}"] = row
     write_json(attention_metrics_path(dataset), metrics)
 
@@ -118,25 +185,22 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
     for backbone, kind, i in cases:
         run = (backbone, first)
         subset = test.subset[i]
-        scores = _scorers(files[run], heads[run], subset)
+        x = images[i : i + 1].to(device)
         classes = files[run].base if subset == "base" else files[run].new
-        local = {c: k for k, c in enumerate(classes)}
-        targets = {m: torch.tensor([local[int(predicted[run][m][i])]], device=device) for m in MODELS}
-        cams, _ = grad_cam(
-            clip.model.encode_image, clip.model.visual, layer, images[i : i + 1].to(device), scores, targets
-        )
+        cams, top = _maps(clip, layer, x, subset, [run], files, heads, encoders, {run: run})  # predicted classes
+        label = {m: classes[int(top[(run, m)][0])] for m in MODELS}
         panels.append(
             {
                 "image": _display(images[i], clip.mean, clip.std),
                 "mask": masks[i].numpy(),
                 "title": f"{backbone}: {kind}\ntrue: {prepared.classnames[int(test.label[i])]} ({subset} class)",
-                "maps": {m: cams[m][0].cpu().numpy() for m in MODELS},
-                "labels": {m: prepared.classnames[int(predicted[run][m][i])] for m in MODELS},
-                "right": {m: int(predicted[run][m][i]) == int(test.label[i]) for m in MODELS},
+                "maps": {m: cams[(run, m)][0].cpu().numpy() for m in MODELS},
+                "labels": {m: prepared.classnames[label[m]] for m in MODELS},
+                "right": {m: label[m] == int(test.label[i]) for m in MODELS},
             }
         )
     title = (
-        f"{dataset}: Grad-CAM on CLIP's image encoder ({clip.name}, layer {cfg.layer}) for each model's predicted "
+        f"{dataset}: Grad-CAM on each model's image encoder ({clip.name}, layer {cfg.layer}) for its predicted "
         f"class,\nseed {first} of {list(params.seeds)}, the first {cfg.cases} test images of each kind of case; "
         "white: the foreground mask"
     )
@@ -220,22 +284,19 @@ def images(
     clip = clip_of(params, device)
     if backbone not in params.backbones:
         raise ValueError(f"--backbone {backbone!r} is not one of `backbones` {list(params.backbones)} in {params_file}")
-    if not BACKBONES[backbone].shares_clip_image_encoder:
-        raise ValueError(f"{backbone} has its own image encoder: Grad-CAM on CLIP's encoder does not show it")
     layer = spatial_layer(clip.model.visual, params.attention.layer)
-    feats = RunFeatures(features_path(dataset, backbone, seed), stream=True)  # class features only
-    heads = load_heads(heads_dir(dataset, backbone, seed), feats.width, feats.logit_scale)
-    scores = _scorers(feats, heads, subset)
-    classes = feats.base if subset == "base" else feats.new
+    run = (backbone, seed)
+    files = {run: RunFeatures(features_path(dataset, backbone, seed), stream=True)}  # class features only
+    heads = {run: load_heads(heads_dir(dataset, backbone, seed), files[run].width, files[run].logit_scale)}
+    encoders = _own_encoders(dataset, [run], clip, prepared)
+    classes = files[run].base if subset == "base" else files[run].new
     panels = []
     for path in paths:
         image = load_rgb(path)
         x, _, _ = test_view(image, None, clip.image_size, clip.mean, clip.std, params.encode.fill)
         x = x.unsqueeze(0).to(device)
-        with torch.no_grad():
-            f = torch.nn.functional.normalize(clip.model.encode_image(x).float(), dim=-1)
-            top = {m: score(f).argmax(-1) for m, score in scores.items()}
-        cams, _ = grad_cam(clip.model.encode_image, clip.model.visual, layer, x, scores, top)
+        cams, top = _maps(clip, layer, x, subset, [run], files, heads, encoders, {run: run})
+        cams, top = {m: cams[(run, m)] for m in MODELS}, {m: top[(run, m)] for m in MODELS}
         panels.append(
             {
                 "image": _display(x[0].cpu(), clip.mean, clip.std),

@@ -24,6 +24,10 @@ class ChannelPool(torch.nn.Module):
     def forward(self, x):
         return self.layer4(x).mean((2, 3))
 
+    def encode(self, x):
+        """Normalised features, as the stage gives grad_cam."""
+        return torch.nn.functional.normalize(self(x), dim=-1)
+
 
 def left_half_image():
     x = torch.zeros(1, 3, 8, 8)
@@ -38,7 +42,7 @@ def test_grad_cam_weighs_channels_by_their_gradient_and_keeps_the_positive_part(
     left[0, :, :4] = True
     identity = torch.eye(3)
     cams, _ = grad_cam(
-        toy,
+        toy.encode,
         toy,
         spatial_layer(toy),
         left_half_image(),
@@ -62,7 +66,7 @@ def test_grad_cam_reads_only_the_class_asked_for():
     mixing = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # class 0 <- channel 0, class 1 <- channel 1
     scores = {"a": lambda f: f @ mixing, "b": lambda f: f @ mixing}
     cams, _ = grad_cam(
-        toy, toy, spatial_layer(toy), left_half_image(), scores, {"a": torch.tensor([0]), "b": torch.tensor([1])}
+        toy.encode, toy, spatial_layer(toy), left_half_image(), scores, {"a": torch.tensor([0]), "b": torch.tensor([1])}
     )
     # Class 0 rises with channel 0 (the left half); class 1 with channel 1 relative to channel 0 (the right half).
     assert torch.equal(cams["a"][0, :, :4] > 0.5, torch.ones(8, 4, dtype=torch.bool))
@@ -88,7 +92,7 @@ def test_grad_cam_on_open_clip_towers_gives_a_map_per_image(name):
     x = torch.randn(3, 3, clip.image_size, clip.image_size)
     g = torch.nn.functional.normalize(torch.randn(4, clip.embed_dim), dim=-1)
     cams, _ = grad_cam(
-        clip.model.encode_image,
+        lambda images: torch.nn.functional.normalize(clip.model.encode_image(images), dim=-1),
         clip.model.visual,
         spatial_layer(clip.model.visual),
         x,

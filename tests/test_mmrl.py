@@ -275,9 +275,10 @@ def test_evaluation_scores_base_images_on_the_fused_feature_and_new_images_on_th
 
 
 def test_the_pipeline_runs_mmrl_on_its_own_image_encodings(tmp_path):
-    from tests.tiny_project import own_encoder_pipeline
+    from tests.tiny_project import assert_attention_scores_as_the_evaluation, own_encoder_pipeline
 
     with own_encoder_pipeline(tmp_path, "mmrl", {"rep_layers_from": 1, "epochs": 2}) as (root, own, shared, metrics):
+        assert_attention_scores_as_the_evaluation(root, "mmrl", metrics)
         meta = json.loads((root / "data/backbones/synthetic/mmrl/seed1/meta.json").read_text())
         assert meta["config"]["reg_weight"] == 1.0 and meta["config"]["reg_weights"] == {}  # resolved per dataset
         assert own.rep_weight == pytest.approx(0.3) and shared.rep_weight == 0.0

@@ -143,11 +143,34 @@ def test_a_resnet_clip_is_refused_naming_the_fix():
 
 
 def test_the_pipeline_runs_promptsrc_on_its_own_image_encodings(tmp_path):
-    from tests.tiny_project import own_encoder_pipeline
+    from tests.tiny_project import assert_attention_scores_as_the_evaluation, own_encoder_pipeline
 
     settings = {"depth_text": 1, "depth_vision": 2, "epochs": 2}
-    with own_encoder_pipeline(tmp_path, "promptsrc", settings) as (_, own, shared, metrics):
+    with own_encoder_pipeline(tmp_path, "promptsrc", settings) as (root, own, shared, metrics):
         assert not own.attrs["shares_clip_image"] and shared.attrs["shares_clip_image"]
         assert torch.equal(own.test_clip, shared.test_feat)  # CLIP's encodings, from the shared encode stage
         assert not torch.allclose(own.test_feat, shared.test_feat, atol=1e-3)  # its own, through its prompts
         assert set(metrics["seed1"]) >= {"backbone.base", "fvgpt.hm", "clip.new"}
+        assert_attention_scores_as_the_evaluation(root, "promptsrc", metrics)
+
+
+def test_grad_cam_reads_the_patch_tokens_between_the_class_token_and_the_prompts(deep_clip):
+    """PromptSRC appends its vision prompts after the patches: the map must not read them as patches."""
+    model = promptsrc(deep_clip)
+    visual = deep_clip.model.visual
+    last = visual.transformer.resblocks[-1]
+    seen = []
+    hook = last.ln_1.register_forward_hook(lambda m, args, out: seen.append(out))
+    try:
+        with torch.no_grad():
+            model.encode_image(torch.randn(1, 3, deep_clip.image_size, deep_clip.image_size))
+    finally:
+        hook.remove()
+    tokens = seen[-1][0]  # [L, W] of the one image
+    n = visual.grid_size[0] * visual.grid_size[1]
+    read = torch.arange(len(tokens))[model.patch_token_positions(n)].tolist()
+    with torch.no_grad():
+        prompts = last.ln_1(model.deep_vision[-1])  # what the last block's prompts look like after its ln_1
+    at_prompts = [i for i in range(len(tokens)) if any(torch.allclose(tokens[i], p, atol=1e-5) for p in prompts)]
+    assert len(read) == n and 0 not in read  # the patches, not the class token
+    assert len(at_prompts) == DEEP["n_ctx_vision"] and not set(at_prompts) & set(read)

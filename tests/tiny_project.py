@@ -158,3 +158,24 @@ def own_encoder_pipeline(root: Path, backbone: str, settings: dict) -> Iterator[
         own = RunFeatures(root / f"data/features/synthetic/{backbone}/seed1.h5")
         shared = RunFeatures(root / "data/features/synthetic/zsclip/seed1.h5")
         yield root, own, shared, json.loads((root / f"reports/metrics/synthetic/{backbone}.json").read_text())
+
+
+def assert_attention_scores_as_the_evaluation(root, backbone: str, metrics: dict) -> None:
+    """The attention stage's maps of a backbone with its own image encoder are of the models the evaluation
+    scores: on every test image, the predictions behind the maps give the evaluation's accuracies."""
+    import json
+
+    import pytest
+
+    from stages import attention
+
+    attention.run("synthetic")
+    row = json.loads((root / "reports/attention/synthetic.json").read_text())[backbone]["seed1"]
+    for model in ("clip", "backbone", "fvgpt"):
+        for subset in ("base", "new"):
+            assert row[f"accuracy.{model}.{subset}"] == pytest.approx(metrics["seed1"][f"{model}.{subset}"]), (
+                model,
+                subset,
+            )
+    assert row["backbone.all"] is not None and row["fvgpt.all"] is not None
+

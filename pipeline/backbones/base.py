@@ -64,6 +64,12 @@ class Backbone(torch.nn.Module):
         """[B, image_feature_blocks x D]: what the features stage stores per view (one feature by default)."""
         return self.encode_image(images)
 
+    def patch_token_positions(self, n_patches: int) -> slice:
+        """Where a ViT's `n_patches` patch tokens sit among the tokens its blocks see (Grad-CAM reads them):
+        CLIP's layout, the class token then the patches, so the last n (tokens a backbone puts in front of the
+        patches, as MMRL does, change nothing)."""
+        return slice(-n_patches, None)
+
     def class_features(self, classnames: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 

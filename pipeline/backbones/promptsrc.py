@@ -120,6 +120,10 @@ class PromptSRC(CoOp):
             pooled = pooled @ visual.proj
         return F.normalize(pooled.float(), dim=-1)
 
+    def patch_token_positions(self, n_patches: int) -> slice:
+        """After the class token, before the vision prompts (appended after the patches)."""
+        return slice(1, 1 + n_patches)
+
     @staticmethod
     def _blocks(transformer, x: torch.Tensor, deep, insert, attn_mask) -> torch.Tensor:
         """The transformer's blocks over x [B, L, W]; before block i >= 1, `insert(x, deep[i - 1])` while
