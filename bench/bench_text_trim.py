@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import print_summary
 
 from pipeline.backbones import _text, backbone_template, create_backbone
 from pipeline.config import load_params
 from pipeline.datasets.synthetic import COLOURS, SHAPES
 from pipeline.models import load_clip
-
-from _timing import print_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 # case: (CLIP model, backbone, params file with its section, classes)

@@ -1,5 +1,5 @@
-"""Where a model looks: Grad-CAM on CLIP's image encoder for a class score, and the share of it inside the
-foreground mask.
+"""Where a model looks: Grad-CAM on an image encoder (CLIP's, or a backbone's own) for a class score, and the
+share of it inside the foreground mask.
 
 Zero-shot CLIP, a prompt backbone that keeps CLIP's image encoder (CoOp, KgCoOp) and backbone + FVG-PT all
 score an image from the same encoder output f; they differ in the function of f that gives a class its logit.
@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-Score = Callable[[torch.Tensor], torch.Tensor]  # normalised image features [B, D] -> logits [B, C]
+Score = Callable[[torch.Tensor], torch.Tensor]  # image features [B, D] (as the evaluation scores them) -> logits [B, C]
 
 
 def spatial_layer(visual: torch.nn.Module, layer: str = "last") -> torch.nn.Module:
@@ -41,13 +41,19 @@ def spatial_layer(visual: torch.nn.Module, layer: str = "last") -> torch.nn.Modu
     raise ValueError(f"no Grad-CAM layer known for an image encoder of type {type(visual).__name__}")
 
 
+def patch_count(visual: torch.nn.Module) -> int:
+    """A ViT's number of patch tokens, h*w."""
+    grid = visual.grid_size
+    return grid[0] * grid[1]
+
+
 def _as_grid(activation: torch.Tensor, visual: torch.nn.Module, patches: slice | None = None) -> torch.Tensor:
     """[B, C, h, w] from a ResNet stage's output, or from a ViT block's tokens [B, L, C]: the patch tokens are
     at `patches` (by default the last h*w: CLIP's class token, and MMRL's representation tokens, come first)."""
     if activation.dim() == 4:
         return activation
     grid = visual.grid_size
-    tokens = activation[:, patches or slice(-grid[0] * grid[1], None)]
+    tokens = activation[:, patches or slice(-patch_count(visual), None)]
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid[0], grid[1])
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.atomic import atomic_path, write_json
-from pipeline.attention import foreground_share, grad_cam, spatial_layer
+from pipeline.attention import foreground_share, grad_cam, patch_count, spatial_layer
 from pipeline.backbones import BACKBONES, backbone_template, tuning
 from pipeline.device import pick_device
 from pipeline.features.run_features import RunFeatures, base_branch
@@ -62,7 +62,8 @@ def _own_encoders(dataset: str, runs, clip, prepared) -> dict:
     for backbone, seed in runs:
         if not BACKBONES[backbone].shares_clip_image_encoder:
             template = backbone_template(backbone, prepared.classes["dataset"])
-            encoders[(backbone, seed)] = tuning.load(backbone_dir(dataset, backbone, seed), clip, template)
+            model = tuning.load(backbone_dir(dataset, backbone, seed), clip, template)
+            encoders[(backbone, seed)] = model.requires_grad_(False)  # read, not trained: no graph to its prompts
     return encoders
 
 
@@ -77,49 +78,49 @@ def _encoder(model, feats: RunFeatures, subset: str):
     return encode
 
 
-def _maps(clip, layer, x, subset: str, runs, files, heads, encoders: dict, clip_key: dict, truth=None):
+def _maps(clip, layer, x, subset: str, runs, files, heads, encoders: dict, clip_key: dict, targets=None):
     """Grad-CAM maps [B, H, W] and predictions (indices into the subset's classes) [B] of every run's three
-    models on the images x of one subset, both keyed (run, model): for the classes `truth` [B], or each model's
-    predicted class when None. One forward of CLIP's encoder serves CLIP and every backbone that shares it
-    (CLIP's map is made once per distinct CLIP text features, `clip_key`); a backbone with its own encoder
-    (`encoders`) gets one forward of it for its two maps."""
+    models on the images x of one subset, both keyed (run, model). A map is for the classes `targets`: one
+    tensor [B] for every model (the truth), a tensor per (run, model), or None for each model's predicted
+    class. CLIP's encoder runs once for CLIP and every backbone that shares it (CLIP's map is made once per
+    distinct CLIP text features, `clip_key`); a backbone with its own encoder (`encoders`) runs it for its two
+    maps, FVG-PT's prior on new classes taking CLIP's features of x as a constant."""
     visual = clip.model.visual
 
     def clip_encode(images: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(clip.model.encode_image(images).float(), dim=-1)
 
-    with torch.no_grad():
-        f_clip = clip_encode(x)
-    passes: dict = {None: {}}  # encoder (None: CLIP's, else the run) -> {(key, model): score}
+    f_clip = None
+    if any(run in encoders for run in runs):
+        with torch.no_grad():
+            f_clip = clip_encode(x)
+    passes: dict = {}  # encoder (None: CLIP's, else the run) -> {map key: score}
+    wanted: dict = {}  # map key -> its target classes, or None for the prediction
     for run in runs:
         own = run in encoders
         for model, score in _scorers(files[run], heads[run], subset, f_clip if own else None).items():
             key = (clip_key[run], model) if model == "clip" else (run, model)
             passes.setdefault(run if own and model != "clip" else None, {})[key] = score
+            wanted[key] = targets.get((run, model)) if isinstance(targets, dict) else targets
     cams, top = {}, {}
     for encoder, scores in passes.items():
         if encoder is None:
             encode, patches = clip_encode, None
         else:
             own = encoders[encoder]
-            encode, patches = _encoder(own, files[encoder], subset), own.patch_token_positions(_patches(visual))
-        if truth is None:
+            encode, patches = _encoder(own, files[encoder], subset), own.patch_token_positions(patch_count(visual))
+        if any(wanted[key] is None for key in scores):  # the predictions first, to be the maps' targets
             with torch.no_grad():
-                f = f_clip if encoder is None else encode(x)
+                f = encode(x)
                 top.update({key: score(f).argmax(-1) for key, score in scores.items()})
-        targets = {key: top[key] if truth is None else truth for key in scores}
-        maps, f = grad_cam(encode, visual, layer, x, scores, targets, patches)
+        maps, f = grad_cam(
+            encode, visual, layer, x, scores, {k: top[k] if wanted[k] is None else wanted[k] for k in scores}, patches
+        )
         cams.update(maps)
-        if truth is not None:
-            with torch.no_grad():
-                top.update({key: score(f).argmax(-1) for key, score in scores.items()})
+        with torch.no_grad():
+            top.update({key: score(f).argmax(-1) for key, score in scores.items()})
     keyed = {(run, m): (clip_key[run], m) if m == "clip" else (run, m) for run in runs for m in MODELS}
     return {k: cams[v] for k, v in keyed.items()}, {k: top[v] for k, v in keyed.items()}
-
-
-def _patches(visual) -> int:
-    grid = visual.grid_size
-    return grid[0] * grid[1]
 
 
 def run(dataset: str, params_file: str = "params.yaml") -> None:
@@ -172,7 +173,8 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
             row[f"{model}.all"] = _mean(values[has_mask])
             # Images whose map is zero everywhere (no location raises the class's score) have no share.
             row[f"{model}.with_evidence"] = float(np.isfinite(values[has_mask]).mean()) if has_mask.any() else None
-            # The maps' models score as the evaluation does: with every test image, these are its accuracies.
+            # The accuracies of the predictions behind the maps: with every test image, the evaluation's but for
+            # near-ties (features recomputed here in float32; the evaluation reads them stored, in float16).
             right = predicted[(backbone, seed)][model] == test.label.to_numpy()
             for subset, rows in subsets.items():
                 row[f"accuracy.{model}.{subset}"] = float(right[rows].mean() * 100) if len(rows) else None
@@ -187,8 +189,10 @@ def run(dataset: str, params_file: str = "params.yaml") -> None:
         subset = test.subset[i]
         x = images[i : i + 1].to(device)
         classes = files[run].base if subset == "base" else files[run].new
-        cams, top = _maps(clip, layer, x, subset, [run], files, heads, encoders, {run: run})  # predicted classes
-        label = {m: classes[int(top[(run, m)][0])] for m in MODELS}
+        local = {c: k for k, c in enumerate(classes)}
+        label = {m: int(predicted[run][m][i]) for m in MODELS}  # the predictions its kind of case was chosen by
+        targets = {(run, m): torch.tensor([local[label[m]]], device=device) for m in MODELS}
+        cams, _ = _maps(clip, layer, x, subset, [run], files, heads, encoders, {run: run}, targets)
         panels.append(
             {
                 "image": _display(images[i], clip.mean, clip.std),
@@ -308,7 +312,8 @@ def images(
             }
         )
     title = (
-        f"Grad-CAM on {clip.name} (layer {params.attention.layer}) for each model's predicted class among\n"
+        f"Grad-CAM on each model's image encoder ({clip.name}, layer {params.attention.layer}) for its predicted "
+        "class among\n"
         f"{dataset}'s {subset} classes; {backbone} seed {seed} and its FVG-PT heads"
     )
     with atomic_path(out) as tmp:

@@ -237,6 +237,24 @@ def test_the_text_tower_stops_at_the_last_eot_and_gives_the_full_length_features
     assert torch.allclose(short, full, atol=1e-5)
 
 
+@pytest.mark.parametrize("position", ["front", "middle"])
+def test_the_cut_leaves_coops_other_class_positions_equal(clip, position, monkeypatch):
+    from pipeline.backbones import _text
+
+    torch.manual_seed(2)
+    coop = create_backbone("coop", clip, "a photo of a {}.", class_token_position=position)
+    names = NAMES + ["a much longer class name than the others"]
+    short = coop.class_features(names)
+    monkeypatch.setattr(_text, "trimmed_length", lambda model, tokens: tokens.shape[1])
+    assert torch.allclose(short, coop.class_features(names), atol=1e-5)
+
+
+def test_a_text_tower_pooled_otherwise_than_at_the_eot_is_refused(clip, monkeypatch):
+    monkeypatch.setattr(clip.model, "text_pool_type", "eos")
+    with pytest.raises(TypeError, match="pools by 'eos'"):
+        create_backbone("coop", clip, "a photo of a {}.")
+
+
 def test_a_text_tower_without_a_causal_mask_keeps_every_column(clip):
     from pipeline.backbones._text import trimmed_length
 

@@ -162,7 +162,8 @@ def own_encoder_pipeline(root: Path, backbone: str, settings: dict) -> Iterator[
 
 def assert_attention_scores_as_the_evaluation(root, backbone: str, metrics: dict) -> None:
     """The attention stage's maps of a backbone with its own image encoder are of the models the evaluation
-    scores: on every test image, the predictions behind the maps give the evaluation's accuracies."""
+    scores: on every test image, the predictions behind the maps give the evaluation's accuracies. The
+    command draws them for other images too."""
     import json
 
     import pytest
@@ -178,4 +179,72 @@ def assert_attention_scores_as_the_evaluation(root, backbone: str, metrics: dict
                 subset,
             )
     assert row["backbone.all"] is not None and row["fvgpt.all"] is not None
+    assert_attention_reads_the_backbones_encoder(root, backbone)
+    # and `fvgpt attention --image` draws them for an image of one's own
+    from PIL import Image
 
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(root / "mine.png")
+    attention.images("synthetic", [str(root / "mine.png")], backbone, 1, "new", str(root / "maps.png"))
+    assert (root / "maps.png").stat().st_size > 1000
+
+
+def assert_attention_reads_the_backbones_encoder(root, backbone: str) -> None:
+    """The routing under the attention stage's maps of a backbone with its own image encoder: its features of
+    the test views equal the stored ones (MMRL: fused on base classes, the class token's on new); FVG-PT's
+    prior on new classes gets CLIP's features; the backbone's map is Grad-CAM on its encoder, read at its own
+    patch-token positions."""
+    import torch
+
+    from pipeline.attention import grad_cam, patch_count, spatial_layer
+    from pipeline.config import load_params
+    from pipeline.features.run_features import RunFeatures
+    from pipeline.heads.io import load_heads
+    from pipeline.manifest import read_prepared
+    from pipeline.masks.store import MaskStore
+    from pipeline.models import clip_of
+    from stages import attention
+
+    params = load_params(root / "params.yaml")
+    clip = clip_of(params, torch.device("cpu"))
+    prepared = read_prepared(root / "data/prepared/synthetic")
+    test = prepared.test().reset_index(drop=True)
+    images, _ = attention._views(prepared, test, MaskStore(root / "data/masks/synthetic.h5"), clip, params.encode.fill)
+    run = (backbone, 1)
+    feats = RunFeatures(root / f"data/features/synthetic/{backbone}/seed1.h5")
+    own = attention._own_encoders("synthetic", [run], clip, prepared)
+    with torch.no_grad():
+        for subset, stored in (("base", feats.test_feat), ("new", feats.test_feat_new)):
+            assert torch.allclose(attention._encoder(own[run], feats, subset)(images), stored, atol=2e-3), (
+                subset
+            )  # float16 storage
+
+    heads = {run: load_heads(root / f"data/heads/synthetic/{backbone}/seed1", feats.width, feats.logit_scale)}
+    model_type, seen = type(heads[run]), {}
+    real = model_type.new_scores
+
+    def spy(self, f, f_clip, g, g_clip):
+        seen["f_clip"] = f_clip
+        return real(self, f, f_clip, g, g_clip)
+
+    x, target = images[:2], torch.zeros(2, dtype=torch.long)
+    visual = clip.model.visual
+    layer = spatial_layer(visual, params.attention.layer)
+    model_type.new_scores = spy
+    try:
+        cams, _ = attention._maps(clip, layer, x, "new", [run], {run: feats}, heads, own, {run: run}, target)
+    finally:
+        model_type.new_scores = real
+    with torch.no_grad():
+        f_clip = torch.nn.functional.normalize(clip.model.encode_image(x).float(), dim=-1)
+    assert torch.allclose(seen["f_clip"], f_clip, atol=1e-6)
+    g = feats.text_backbone[torch.tensor(feats.new)]
+    reference, _ = grad_cam(
+        attention._encoder(own[run], feats, "new"),
+        visual,
+        layer,
+        x,
+        {"backbone": lambda f: feats.logit_scale * f @ g.t()},
+        {"backbone": target},
+        own[run].patch_token_positions(patch_count(visual)),
+    )
+    assert torch.allclose(cams[(run, "backbone")], reference["backbone"], atol=1e-6)

@@ -19,6 +19,13 @@ def check_text_tower(model: torch.nn.Module) -> None:
                 f"{type(model).__name__} has no `{attr}`: prompt backbones need open_clip's built-in CLIP text "
                 "tower (ViT-*/RN* models), not a Hugging Face text tower"
             )
+    pool = getattr(model, "text_pool_type", "argmax")
+    if pool != "argmax" or model.text_projection is None:
+        raise TypeError(
+            f"{type(model).__name__}'s text tower pools by {pool!r}"
+            f"{'' if model.text_projection is not None else ' without a projection'}: prompt backbones read CLIP's "
+            "EOT token (the largest token id) and project it, as OpenAI's CLIP text tower does"
+        )
 
 
 def token_embeddings(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
@@ -53,9 +60,14 @@ def text_input(
 def encode_embeddings(model: torch.nn.Module, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """L2-normalised text features from token embeddings `x` [C, L, W]; `tokens` locate the EOT."""
     x, attn_mask = text_input(model, x, tokens)
-    x = model.transformer(x, attn_mask=attn_mask)
+    return text_output(model, model.transformer(x, attn_mask=attn_mask), tokens.argmax(dim=-1))
+
+
+def text_output(model: torch.nn.Module, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    """L2-normalised text features from the last block's output x [C, L, W]: ln_final, the token at index
+    eot [C] of each prompt, the projection."""
     x = model.ln_final(x)
-    x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+    x = x[torch.arange(x.shape[0], device=x.device), eot]
     proj = model.text_projection
     x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
     return F.normalize(x.float(), dim=-1)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import ClipModel
-from ._text import check_text_tower, text_input
+from ._text import check_text_tower, text_input, text_output
 from ._vision import check_vit, patch_tokens
 from .base import Backbone, template_features
 from .settings import MMRLSettings
@@ -124,11 +124,7 @@ class MMRL(Backbone):
         tokens = self._prompt_tokens(tuple(classnames))
         x, attn_mask = text_input(model, model.token_embedding(tokens), tokens)
         x = self._through(model.transformer, x, self.to_text, attn_mask)
-        x = model.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1) + self.n_rep]
-        proj = model.text_projection
-        x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
-        return F.normalize(x.float(), dim=-1)
+        return text_output(model, x, tokens.argmax(dim=-1) + self.n_rep)  # the representation tokens precede the EOT
 
     def image_branches(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(class-token features, representation features), each L2-normalised [B, D], from one forward."""

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import ClipModel
-from ._text import text_input
+from ._text import text_input, text_output
 from ._vision import check_vit, patch_tokens
 from .coop import CoOp
 from .settings import PromptSRCSettings
@@ -101,11 +101,7 @@ class PromptSRC(CoOp):
         model = self.clip_model
         x, attn_mask = text_input(model, emb, tokens)
         x = self._blocks(model.transformer, x, self.deep_text, lambda h, p: _replace(h, 1, p), attn_mask)
-        x = model.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        proj = model.text_projection
-        x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
-        return F.normalize(x.float(), dim=-1)
+        return text_output(model, x, tokens.argmax(dim=-1))
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         visual = self.clip_model.visual

@@ -102,7 +102,7 @@ def features_megabytes(path: str | Path) -> float:
         return sum(f[k].size * 4 for k in keys if k not in SMALL and not k.startswith("text/")) / 2**20
 
 
-def base_branch(f: torch.Tensor, f_rep: torch.Tensor, rep_weight: float) -> torch.Tensor:
+def base_branch(f: torch.Tensor, f_rep: torch.Tensor | None, rep_weight: float) -> torch.Tensor:
     """A base-class image feature from the class-token feature f and the representation feature f_rep (MMRL):
     (1 - w) f + w f_rep, whose logits are MMRL's fused base logits; f itself when w is 0."""
     return (1 - rep_weight) * f + rep_weight * f_rep if rep_weight else f
@@ -182,8 +182,7 @@ class RunFeatures:
 
     def _mix(self, t: dict[str, torch.Tensor], key: str) -> torch.Tensor:
         """The base-class branch of image feature `key` (train/feat_full, test/feat, ...)."""
-        w = self.rep_weight
-        return base_branch(t[key], t[key.replace("feat", "rep")], w) if w else t[key]
+        return base_branch(t[key], t.get(key.replace("feat", "rep")), self.rep_weight)
 
     def _branches(self, get: Callable[[str], torch.Tensor], split: str, clip: bool = True) -> dict[str, torch.Tensor]:
         """One split's image features by branch, from `get(key)` (what is held, or a read of some rows): `full`,
