@@ -208,7 +208,7 @@ def test_backbones_that_prompt_inside_a_vit_train_on_the_benchmark_vit_from_its_
     assert all(torch.equal(v, frozen[k]) for k, v in clip.model.state_dict().items())
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("name", [name for name, cls in BACKBONES.items() if cls.needs_training])
 def test_the_text_tower_stops_at_the_last_eot_and_gives_the_full_length_features(clip, vit_clip, name, monkeypatch):
     """Tuning runs the text tower over every class at every step; the padding after the last EOT is cut
     (causal mask: it cannot reach an EOT), which must leave the features equal."""
@@ -218,8 +218,6 @@ def test_the_text_tower_stops_at_the_last_eot_and_gives_the_full_length_features
     torch.manual_seed(1)
     model = create_backbone(name, clip, "a photo of a {}.", classnames=NAMES)
     learned = [p for p in model.parameters() if p.requires_grad]
-    if not learned:
-        pytest.skip(f"{name} has no prompt in the text tower")
     with torch.no_grad():  # away from the initialisation, so every learned part is in play
         for p in learned:
             p.add_(torch.randn_like(p) * 0.1)
