@@ -111,7 +111,7 @@ def _maps(clip, layer, x, subset: str, runs, files, heads, encoders: dict, clip_
             encode, patches = _encoder(own, files[encoder], subset), own.patch_token_positions(patch_count(visual))
         if any(wanted[key] is None for key in scores):  # the predictions first, to be the maps' targets
             with torch.no_grad():
-                f = encode(x)
+                f = f_clip if encoder is None and f_clip is not None else encode(x)
                 top.update({key: score(f).argmax(-1) for key, score in scores.items()})
         maps, f = grad_cam(
             encode, visual, layer, x, scores, {k: top[k] if wanted[k] is None else wanted[k] for k in scores}, patches

@@ -38,9 +38,9 @@ def trimmed_length(model: torch.nn.Module, tokens: torch.Tensor) -> int:
     Under the causal mask no token after a prompt's EOT reaches that EOT, so the padding columns (CLIP pads
     every prompt to its context length, 77) can be dropped: the features stay equal up to float rounding,
     and the text tower, which prompt tuning runs over every class at every step, does a fraction of the
-    work. A tower without a causal mask or with another pooling keeps every column.
+    work. A tower without a causal mask keeps every column (the EOT pooling is `check_text_tower`'s to ensure).
     """
-    if getattr(model, "attn_mask", None) is None or getattr(model, "text_pool_type", "argmax") != "argmax":
+    if getattr(model, "attn_mask", None) is None:
         return tokens.shape[1]
     return int(tokens.argmax(dim=-1).max()) + 1  # CLIP's EOT has the largest token id
 
